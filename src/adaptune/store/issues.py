@@ -1,0 +1,154 @@
+"""Upserting and reading issues and comments.
+
+Identity is ``(source, repo, number)`` (comments: ``(source, repo, comment_id)``). A newer
+``updated_at`` replaces the stored row, an older one is ignored and the same one is a no-op, so
+re-running any ingest never duplicates and never goes back in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, select, tuple_, update
+
+from adaptune.store import schema
+from adaptune.store.rows import comment_to_row, issue_to_row, row_to_comment, row_to_issue
+from adaptune.types import Comment, Issue
+
+CHUNK = 500
+
+
+@dataclass(slots=True)
+class UpsertCounts:
+    """How many rows an upsert inserted, updated and left alone."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _newest(items: Iterable[Any], key: Any) -> dict[Any, Any]:
+    """Collapse repeats inside one batch, keeping the newest version of each."""
+    out: dict[Any, Any] = {}
+    for item in items:
+        k = key(item)
+        if k not in out or item.updated_at > out[k].updated_at:
+            out[k] = item
+    return out
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def upsert_issues(conn: Connection, issues: Iterable[Issue]) -> UpsertCounts:
+    """Insert new issues and replace older versions; the caller commits."""
+    t = schema.issues
+    batch = _newest(issues, key=lambda i: (i.source, i.repo, i.number))
+    counts = UpsertCounts()
+    now = datetime.now(UTC)
+    for chunk in _chunks(list(batch.values())):
+        keys = [(i.source, i.repo, i.number) for i in chunk]
+        found = {
+            (r.source, r.repo, r.number): (r.id, r.updated_at)
+            for r in conn.execute(
+                select(t.c.id, t.c.source, t.c.repo, t.c.number, t.c.updated_at).where(
+                    tuple_(t.c.source, t.c.repo, t.c.number).in_(keys)
+                )
+            )
+        }
+        new_rows, changed = [], []
+        for issue in chunk:
+            hit = found.get((issue.source, issue.repo, issue.number))
+            if hit is None:
+                new_rows.append(issue_to_row(issue, now))
+            elif _aware(issue.updated_at) > hit[1]:
+                row = issue_to_row(issue, now)
+                row["b_id"] = hit[0]
+                changed.append(row)
+            else:
+                counts.unchanged += 1
+        if new_rows:
+            conn.execute(t.insert(), new_rows)
+        if changed:
+            cols = {k: bindparam(k) for k in changed[0] if k != "b_id"}
+            stmt = update(t).where(t.c.id == bindparam("b_id")).values(cols)
+            conn.execute(stmt.execution_options(synchronize_session=False), changed)
+        counts.inserted += len(new_rows)
+        counts.updated += len(changed)
+    return counts
+
+
+def upsert_comments(conn: Connection, comments: Iterable[Comment]) -> UpsertCounts:
+    """Insert new comments and replace edited ones; the caller commits."""
+    t = schema.comments
+    batch = _newest(comments, key=lambda c: (c.source, c.repo, c.comment_id))
+    counts = UpsertCounts()
+    for chunk in _chunks(list(batch.values())):
+        keys = [(c.source, c.repo, c.comment_id) for c in chunk]
+        found = {
+            (r.source, r.repo, r.comment_id): (r.id, r.updated_at)
+            for r in conn.execute(
+                select(t.c.id, t.c.source, t.c.repo, t.c.comment_id, t.c.updated_at).where(
+                    tuple_(t.c.source, t.c.repo, t.c.comment_id).in_(keys)
+                )
+            )
+        }
+        new_rows, changed = [], []
+        for c in chunk:
+            hit = found.get((c.source, c.repo, c.comment_id))
+            if hit is None:
+                new_rows.append(comment_to_row(c))
+            elif _aware(c.updated_at) > hit[1]:
+                changed.append({**comment_to_row(c), "b_id": hit[0]})
+            else:
+                counts.unchanged += 1
+        if new_rows:
+            conn.execute(t.insert(), new_rows)
+        if changed:
+            cols = {k: bindparam(k) for k in changed[0] if k != "b_id"}
+            conn.execute(update(t).where(t.c.id == bindparam("b_id")).values(cols), changed)
+        counts.inserted += len(new_rows)
+        counts.updated += len(changed)
+    return counts
+
+
+def select_issues(
+    conn: Connection,
+    repos: Sequence[tuple[str, str]] | None = None,
+    include_prs: bool = True,
+    with_raw: bool = False,
+) -> Iterator[Issue]:
+    """Stored issues (optionally of some ``(source, repo)`` pairs), oldest first."""
+    t = schema.issues
+    cols = [c for c in t.c if with_raw or c.name != "raw"]
+    stmt = select(*cols).order_by(t.c.created_at, t.c.id)
+    if repos is not None:
+        if not repos:
+            return
+        stmt = stmt.where(tuple_(t.c.source, t.c.repo).in_(list(repos)))
+    if not include_prs:
+        stmt = stmt.where(t.c.is_pull_request.is_(False))
+    for row in conn.execute(stmt):
+        yield row_to_issue(row, with_raw=with_raw)
+
+
+def select_comments(conn: Connection, source: str, repo: str, number: int) -> list[Comment]:
+    """The comments of one issue, oldest first."""
+    t = schema.comments
+    stmt = (
+        select(t)
+        .where(and_(t.c.source == source, t.c.repo == repo, t.c.issue_number == number))
+        .order_by(t.c.created_at, t.c.id)
+    )
+    return [row_to_comment(r) for r in conn.execute(stmt)]

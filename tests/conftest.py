@@ -1,0 +1,45 @@
+"""Shared fixtures: every test gets its own workspace, so none touches a developer's files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+SHARED_DATA = Path(
+    os.environ.get("ADAPTUNE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+@pytest.fixture(autouse=True)
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point ADAPTUNE_HOME at a fresh folder and drop any database URL from the environment."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("ADAPTUNE_HOME", str(home))
+    monkeypatch.delenv("ADAPTUNE_DATABASE_URL", raising=False)
+    for var in ("GITHUB_TOKEN", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    yield home
+
+
+@pytest.fixture
+def store(workspace: Path):
+    """An opened, migrated store in the test's workspace."""
+    from adaptune.store import open_store
+
+    s = open_store()
+    yield s
+    s.close()
+
+
+def shared_file(name: str) -> Path:
+    """A file from ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the real data lives in ../shared/data (see its README)")
+    return path
