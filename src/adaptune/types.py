@@ -132,6 +132,7 @@ class IngestReport:
         self.comments += other.comments
         self.rejected.extend(other.rejected)
         self.repos |= other.repos
+        self.not_modified = self.not_modified and other.not_modified
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +143,33 @@ class Domain:
     """Short name used on the command line (``vllm``)."""
     sources: tuple[str, ...]
     """Members as ``source:repo`` strings (``github:vllm-project/vllm``, ``jira:PROJ``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One training or evaluation example, built from a stored issue by a task builder."""
+
+    id: str
+    """Stable id: ``{task}:{source}:{repo}#{number}`` (plus a suffix for pair tasks)."""
+    task: str
+    """``qa``, ``triage`` or ``duplicates``."""
+    domain: str
+    """The domain whose build this example belongs to."""
+    issue: str
+    """The issue it came from: ``{source}:{repo}#{number}``."""
+    question: str
+    """Model input: title, cleaned body, environment summary (scrubbed)."""
+    answer: str
+    """Target: the solution (qa), the type label (triage), the canonical issue (duplicates)."""
+    known_at: datetime
+    """When the answer became known (fix merged, issue closed); orders the windows."""
+    window: str = ""
+    """Window name (``2021Q3``, ``2021-07`` or ``w003``), set by the windowing step."""
+    split: str = ""
+    """``train`` or ``heldout``, set by the windowing step."""
+    solution_source: str | None = None
+    """Where the answer came from: ``pr``, ``maintainer_comment`` or ``feedback``."""
+    signature: str | None = None
+    """Error signature of the question's failure, when it has one."""
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """Provenance and parsed facts (fix ref and URL, models, versions, labels …)."""

@@ -37,6 +37,8 @@ class RetryPolicy:
     """Longest single backoff."""
     max_rate_wait: float = 3600.0
     """Longest wait for a rate-limit reset before giving up with an error."""
+    max_rate_waits: int = 10
+    """Rate-limit answers in a row for one request before giving up with an error."""
     timeout: float = 30.0
     """Seconds per request (connect and read)."""
 
@@ -122,7 +124,7 @@ class HttpClient:
             self._pause(pending, "rate limit exhausted")
         self._wait_until = 0.0
         delay = self.policy.backoff
-        attempt = 0
+        attempt = waits = 0
         while True:
             req = self.client.build_request(method, url, **kwargs)
             where = _safe_url(req.url)
@@ -134,6 +136,12 @@ class HttpClient:
             else:
                 wait = self._rate_wait(resp)
                 if wait is not None:
+                    waits += 1
+                    if waits > self.policy.max_rate_waits:
+                        raise RemoteError(
+                            f"{where} kept answering {resp.status_code} (rate limited) after "
+                            f"{waits - 1} waits; try again later."
+                        )
                     self._pause(wait, f"rate limited ({resp.status_code}) on {where}")
                     continue
                 if resp.status_code not in RETRY_STATUS:

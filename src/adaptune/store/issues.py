@@ -152,3 +152,22 @@ def select_comments(conn: Connection, source: str, repo: str, number: int) -> li
         .order_by(t.c.created_at, t.c.id)
     )
     return [row_to_comment(r) for r in conn.execute(stmt)]
+
+
+def select_comments_of(
+    conn: Connection, repos: Sequence[tuple[str, str]]
+) -> dict[tuple[str, int], list[Comment]]:
+    """Every comment of the given ``(source, repo)`` pairs, grouped by ``(repo, issue number)``."""
+    t = schema.comments
+    out: dict[tuple[str, int], list[Comment]] = {}
+    if not repos:
+        return out
+    stmt = (
+        select(t)
+        .where(tuple_(t.c.source, t.c.repo).in_(list(repos)))
+        .order_by(t.c.created_at, t.c.id)
+    )
+    for row in conn.execute(stmt):
+        c = row_to_comment(row)
+        out.setdefault((c.repo, c.issue_number), []).append(c)
+    return out

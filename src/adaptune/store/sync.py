@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, and_, select
+from sqlalchemy.exc import IntegrityError
 
 from adaptune.store import schema
 
@@ -49,7 +50,10 @@ def save_sync_state(conn: Connection, state: SyncState) -> None:
         "last_synced": state.last_synced,
     }
     where = and_(t.c.source == state.source, t.c.repo == state.repo)
-    if conn.execute(select(t.c.source).where(where)).first() is None:
-        conn.execute(t.insert().values(source=state.source, repo=state.repo, **values))
-    else:
+    if conn.execute(t.update().where(where).values(**values)).rowcount:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(t.insert().values(source=state.source, repo=state.repo, **values))
+    except IntegrityError:  # another sync inserted it meanwhile: then ours is an update
         conn.execute(t.update().where(where).values(**values))
