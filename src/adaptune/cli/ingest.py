@@ -169,7 +169,12 @@ def jira_cmd(
     from adaptune.ingest.jira import JiraSource
 
     email = email or os.environ.get("JIRA_EMAIL") or None
-    token = token or os.environ.get("JIRA_API_TOKEN") or os.environ.get("JIRA_TOKEN") or None
+    # An e-mail pairs with a Cloud API token (Basic auth); a token alone is a Server PAT.
+    env = os.environ
+    paired = (
+        env.get("JIRA_API_TOKEN") if email else env.get("JIRA_TOKEN") or env.get("JIRA_API_TOKEN")
+    )
+    token = token or paired or None
     _run(
         lambda p: JiraSource(url, jql, email=email, token=token, api=api, progress=p),
         domain,
