@@ -120,3 +120,63 @@ sync_state = Table(
     Column("etags", Text, nullable=False, default="{}"),
     Column("last_synced", UTCDateTime),
 )
+
+# --- adapter registry (migration 0002) ---------------------------------------------------------
+
+adapters = Table(
+    "adapters",
+    metadata,
+    Column("version", String(150), primary_key=True),
+    Column("domain", String(100), nullable=False),
+    # No foreign key: a force-deleted parent leaves its children with a dangling reference.
+    Column("parent", String(150)),
+    Column("parent_domain", String(100)),
+    Column("parent_deleted_at", UTCDateTime),
+    Column("strategy", String(50), nullable=False),
+    Column("window", String(100)),
+    Column("base_model", Text, nullable=False),
+    Column("base_model_hash", String(128)),
+    Column("dataset", String(128)),
+    Column("config", Text, nullable=False, default="{}"),
+    Column("cost", Text, nullable=False, default="{}"),
+    Column("metrics", Text, nullable=False, default="{}"),
+    Column("weights_sha256", String(64), nullable=False),
+    Column("package_version", String(50), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("path", Text, nullable=False),
+)
+Index("ix_adapters_domain_created", adapters.c.domain, adapters.c.created_at)
+Index("ix_adapters_parent", adapters.c.parent)
+
+adapter_sequences = Table(
+    "adapter_sequences",
+    metadata,
+    Column("domain", String(100), primary_key=True),
+    # The last version number handed out, so a deleted version's name is never reused.
+    Column("last_number", Integer, nullable=False),
+)
+
+adapter_aliases = Table(
+    "adapter_aliases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("domain", String(100), nullable=False),
+    Column("alias", String(50), nullable=False),
+    Column("version", String(150), nullable=False),
+    Column("previous_version", String(150)),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("domain", "alias", name="uq_adapter_aliases_domain_alias"),
+)
+
+alias_history = Table(
+    "alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("domain", String(100), nullable=False),
+    Column("alias", String(50), nullable=False),
+    # NULL when the alias was cleared.
+    Column("version", String(150)),
+    Column("set_at", UTCDateTime, nullable=False),
+    Column("reason", String(50), nullable=False),
+)
+Index("ix_alias_history_domain_alias", alias_history.c.domain, alias_history.c.alias)

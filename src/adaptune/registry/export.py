@@ -1,0 +1,143 @@
+"""Exporting a version: its PEFT files for PEFT or vLLM, or a full model with the LoRA merged.
+
+vLLM serves PEFT-format LoRA adapters as they are (``--enable-lora``, runtime loading); the
+``vllm`` format only records the hub id of the base model in ``adapter_config.json``. A merged
+export needs the base model's weights, which a loader callback provides, so that the trainer's
+loader (offline, any causal LM) can be plugged in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from adaptune.registry.errors import RegistryError
+from adaptune.registry.files import (
+    CONFIG,
+    MANIFEST,
+    WEIGHTS,
+    read_adapter_config,
+    sha256_file,
+    write_json_atomic,
+)
+from adaptune.registry.records import AdapterVersion
+from adaptune.registry.versions import get
+from adaptune.store import Store
+
+log = logging.getLogger(__name__)
+
+ExportFormat = Literal["peft", "vllm"]
+BaseLoader = Callable[[str], tuple[Any, Any]]
+"""``load_base(base_model) -> (model, tokenizer)``; the tokenizer may be ``None``."""
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def export(
+    store: Store,
+    version: str,
+    to: Path | str,
+    *,
+    merged: bool = False,
+    format: ExportFormat = "peft",
+    load_base: BaseLoader | None = None,
+) -> Path:
+    """Write ``version`` to the new (or empty) folder ``to`` and return it.
+
+    ``format`` ``peft`` copies the adapter files and the manifest; ``vllm`` also writes a hub
+    base-model id into ``adapter_config.json``. ``merged`` instead saves the base model (from
+    ``load_base``, default :func:`default_loader`) with the LoRA merged in; the format does not
+    matter then, since PEFT, transformers and vLLM all load a full model.
+    """
+    if format not in ("peft", "vllm"):
+        raise RegistryError(f"Unknown export format '{format}'; use peft or vllm.")
+    rec = get(store, version)
+    if sha256_file(rec.path / WEIGHTS) != rec.weights_sha256:
+        raise RegistryError(
+            f"{rec.path / WEIGHTS} changed since {version} was registered (sha256 differs); "
+            "restore it from a backup or register the adapter again."
+        )
+    target = _fresh_target(Path(to))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        if merged:
+            _write_merged(rec, tmp, load_base or default_loader)
+        else:
+            _write_adapter(rec, tmp, format)
+        if target.exists():
+            target.rmdir()  # empty, checked above
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s to %s", version, target)
+    return target
+
+
+def _fresh_target(target: Path) -> Path:
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise RegistryError(f"{target} exists and is not empty; choose a new folder to export to.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.resolve()
+
+
+def _export_manifest(rec: AdapterVersion, how: str) -> dict[str, Any]:
+    return {**rec.manifest(), "export": {"format": how, "at": datetime.now(UTC).isoformat()}}
+
+
+def _write_adapter(rec: AdapterVersion, tmp: Path, format: ExportFormat) -> None:
+    for item in rec.path.iterdir():
+        if item.is_dir():
+            shutil.copytree(item, tmp / item.name)
+        elif item.name != MANIFEST:
+            shutil.copy2(item, tmp / item.name)
+    if format == "vllm":
+        config = read_adapter_config(tmp)
+        if _HUB_ID.match(rec.base_model) and not Path(rec.base_model).exists():
+            config["base_model_name_or_path"] = rec.base_model
+        for key in ("use_dora", "modules_to_save"):
+            if config.get(key):
+                log.warning("%s sets %s, which vLLM may refuse to serve", rec.version, key)
+        write_json_atomic(tmp / CONFIG, config)
+    write_json_atomic(tmp / MANIFEST, _export_manifest(rec, format))
+
+
+def _write_merged(rec: AdapterVersion, tmp: Path, load_base: BaseLoader) -> None:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise RegistryError("A merged export needs PEFT; install adaptune[ml].") from None
+    model, tokenizer = load_base(rec.base_model)
+    merged = PeftModel.from_pretrained(model, str(rec.path)).merge_and_unload()
+    merged.save_pretrained(str(tmp))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(tmp))
+    write_json_atomic(tmp / MANIFEST, _export_manifest(rec, "merged"))
+
+
+def default_loader(base_model: str) -> tuple[Any, Any]:
+    """Load ``base_model`` (a local path or a cached hub id) with transformers."""
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        raise RegistryError("A merged export needs transformers; install adaptune[ml].") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto")
+    except OSError as exc:
+        raise RegistryError(
+            f"Cannot load the base model {base_model} ({exc}); download it first or export "
+            "without --merged."
+        ) from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+    except (OSError, ValueError):
+        log.warning("%s has no tokenizer; the merged export will have none", base_model)
+        tokenizer = None
+    return model, tokenizer
