@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from adaptune import __version__
-from adaptune.cli import adapters, demo, domains, ingest
+from adaptune.cli import adapters, dataset, demo, domains, ingest
 from adaptune.errors import AdaptuneError
 
 err = Console(stderr=True)
@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(domains.app, name="domains")
+app.add_typer(dataset.app, name="dataset")
 app.add_typer(adapters.app, name="adapters")
 app.command("status")(domains.status)
 app.command("demo")(demo.demo)
