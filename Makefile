@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 DEPS_HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEPS_STAMP := $(VENV)/.deps-$(DEPS_HASH)
 
+# Tests and tools import this checkout's code even when another checkout installed itself last.
+export PYTHONPATH := $(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH))
+
 .PHONY: install demo test test-fast lint format bench sample clean-venv
 
 # Dependencies: reinstalled only when pyproject.toml changes (the stamp is named by its hash).
