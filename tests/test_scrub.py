@@ -114,6 +114,7 @@ def test_detect_secrets_plugins_catch_what_typed_rules_miss(text: str, kind: str
         "hf_hub_download(repo_id, filename) and sk-learn-style estimators",
         "<GITHUB_TOKEN> <HF_TOKEN> <API_KEY> <AWS_KEY> <PRIVATE_KEY> <JWT> <SECRET> <EMAIL>",
         "pip install vllm@https://x/y.whl and model@step1000.pt",
+        "PASSWORD: int64, token: float32; systemctl start wg-quick@enp39s0.service",
     ],
 )
 def test_ordinary_text_is_kept(text: str) -> None:

@@ -23,88 +23,76 @@ Found = list[tuple[str, str]]
 Rule = tuple[str, re.Pattern[str], str, int, tuple[str, ...]]
 """``(kind, pattern, placeholder, group of the value, lower-case hints that must occur)``."""
 
+_BEGIN = r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
 _TOKEN_KEYS = r"password|passwd|pwd|token|secret|api[_-]?key|access[_-]?key|secret[_-]?key"
+
+
+def _rule(kind: str, pattern: str, placeholder: str, hints: str, group: int = 0) -> Rule:
+    """A typed rule; ``hints`` are ``|``-separated lower-case strings, one of which must occur."""
+    return kind, re.compile(pattern), placeholder, group, tuple(hints.split("|"))
+
+
 _RULES: tuple[Rule, ...] = (
-    (
+    _rule(
         "private_key",
-        re.compile(
-            r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
-            r"(?:-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----|(?=\n[ \t]*\n)|\Z)"
-        ),
+        # The whole block when it ends; else up to a blank line (a pasted key may be cut off).
+        rf"{_BEGIN}[\s\S]*?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
+        rf"|{_BEGIN}[\s\S]*?(?=\n[ \t]*\n|\Z)",
         "<PRIVATE_KEY>",
-        0,
-        ("private key",),
+        "private key",
     ),
-    (
-        "jwt",
-        re.compile(r"(?<![\w-])eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}"),
-        "<JWT>",
-        0,
-        ("eyj",),
-    ),
-    (
+    _rule("jwt", r"(?<![\w-])eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}", "<JWT>", "eyj"),
+    _rule(
         "github_token",
-        re.compile(r"(?<![\w])(?:gh[pousr]_[A-Za-z0-9]{20,255}|github_pat_\w{20,255})(?!\w)"),
+        r"(?<!\w)(?:gh[pousr]_[A-Za-z0-9]{20,255}|github_pat_\w{20,255})(?!\w)",
         "<GITHUB_TOKEN>",
-        0,
-        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        "ghp_|gho_|ghu_|ghs_|ghr_|github_pat_",
     ),
-    ("hf_token", re.compile(r"(?<!\w)hf_[A-Za-z0-9]{30,}(?!\w)"), "<HF_TOKEN>", 0, ("hf_",)),
-    (
+    _rule("hf_token", r"(?<!\w)hf_[A-Za-z0-9]{30,}(?!\w)", "<HF_TOKEN>", "hf_"),
+    _rule(
         "api_key",
-        re.compile(
-            r"(?<![\w-])sk-(?:ant-(?:api\d\d-)?|proj-|svcacct-|admin-)?"
-            r"(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{20,}"
-        ),
+        r"(?<![\w-])sk-(?:ant-(?:api\d\d-)?|proj-|svcacct-|admin-)?"
+        r"(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{20,}",
         "<API_KEY>",
-        0,
-        ("sk-",),
+        "sk-",
     ),
-    (
+    _rule(
         "slack_token",
-        re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/services/[\w/]+"),
+        r"xox[abposr]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/services/[\w/]+",
         "<SLACK_TOKEN>",
-        0,
-        ("xox", "hooks.slack.com"),
+        "xox|hooks.slack.com",
     ),
-    (
+    _rule(
         "aws_key",
-        re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Z0-9])"),
+        r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Z0-9])",
         "<AWS_KEY>",
-        0,
-        ("akia", "asia", "abia", "acca", "a3t"),
+        "akia|asia|abia|acca|a3t",
     ),
-    (
+    _rule(
         "aws_key",
-        re.compile(
-            r"(?i)(?:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\"']?\s*[:=]\s*[\"']?"
-            r"([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
-        ),
+        r"(?i)(?:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\"']?\s*[:=]\s*[\"']?"
+        r"([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
         "<AWS_KEY>",
-        1,
-        ("secret",),
+        "secret",
+        group=1,
     ),
-    (
+    _rule(
         "bearer",
-        re.compile(r"(?i)\bBearer\s+((?=[\w.~+/=-]*\d)[\w.~+/=-]{16,})"),
+        r"(?i)\bBearer\s+((?=[\w.~+/=-]*\d)[\w.~+/=-]{16,})",
         "<SECRET>",
-        1,
-        ("bearer",),
+        "bearer",
+        group=1,
     ),
-    (
-        "url_password",
-        re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@<>\"'`]+:([^\s/@<>\"'`]+)@"),
-        "<SECRET>",
-        1,
-        ("://",),
-    ),
+    _rule("url_password", r"://[^\s:/@<>\"'`]+:([^\s/@<>\"'`]+)@", "<SECRET>", "://", group=1),
 )
 _VALUE = r"([\"']?)([^\s\"'<>,;(){}\[\]]+)"
-_ASSIGNMENT = re.compile(rf"({_TOKEN_KEYS})([\"']?\s*(?:=>|:=|=|:)\s*){_VALUE}\3", re.IGNORECASE)
-_CLI_FLAG = re.compile(rf"(--(?:[\w-]*[_-])?(?:{_TOKEN_KEYS}))([= ]\s*){_VALUE}\3", re.IGNORECASE)
+# Matched against the lower-cased text (much faster than IGNORECASE); values come from the original.
+_ASSIGNMENT = re.compile(rf"({_TOKEN_KEYS})([\"']?\s*(?:=>|:=|=|:)\s*){_VALUE}\3")
+_CLI_FLAG = re.compile(rf"(--(?:[\w-]*[_-])?(?:{_TOKEN_KEYS}))([= ]\s*){_VALUE}\3")
 _PLACEHOLDER_VALUE = re.compile(
-    r"^[<$%{*\[(]|x{3,}|\.\.\.|^(?:your|my|example|dummy|fake|changeme|redacted|none|null|true"
-    r"|false|nil|undefined|str|string|optional|bool|int)",
+    r"^[<$%{*\[(]|x{3,}|\.\.\.|^(?:your|my[_-]|example|dummy|fake|changeme|redacted)"
+    r"|^(?:none|null|true|false|nil|undefined|str|string|bytes|object|optional|bool"
+    r"|u?int\d*|b?float\d*)$",
     re.IGNORECASE,
 )
 _EXPRESSION = re.compile(
@@ -112,7 +100,9 @@ _EXPRESSION = re.compile(
 )
 _EMAIL_AT = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.([A-Za-z]{2,})(?![\w-])")
 _LOCAL_PART = re.compile(r"[A-Za-z0-9._%+-]{1,64}$")
-_NOT_EMAIL_TLDS = frozenset({"py", "pt", "bin", "json", "txt", "md", "cpp", "cu", "gguf", "yaml"})
+_NOT_EMAIL_TLDS = frozenset(
+    {"py", "pt", "bin", "json", "txt", "md", "cpp", "cu", "gguf", "yaml", "service", "socket"}
+)
 _NOT_EMAILS = frozenset({"git@github.com", "git@gitlab.com", "git@hf.co", "git@bitbucket.org"})
 _PLACEHOLDER = re.compile(r"<[A-Z_]+>")
 
@@ -133,9 +123,12 @@ def _assignment(pattern: re.Pattern[str], text: str, found: Found | None) -> str
 
     A rejected value is not skipped over: it may itself be the key of the next assignment.
     """
+    low = text.lower()
+    if len(low) != len(text):
+        pattern, low = re.compile(pattern.pattern, re.IGNORECASE), text
     pieces, last, pos = [], 0, 0
-    while match := pattern.search(text, pos):
-        key, _separator, quote, value = match.groups()
+    while match := pattern.search(low, pos):
+        key, quote, value = (text[match.start(g) : match.end(g)] for g in (1, 3, 4))
         if not _looks_secret(value, key, bool(quote)):
             pos = match.end(2)
             continue
@@ -151,6 +144,7 @@ def _apply(rule: Rule, text: str, found: Found | None) -> str:
     kind, pattern, placeholder, group, _hints = rule
 
     def replace(match: re.Match[str]) -> str:
+        """The match with its value group swapped for the placeholder."""
         if found is not None:
             found.append((kind, match.group(group)))
         whole = match.group(0)

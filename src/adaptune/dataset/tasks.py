@@ -36,10 +36,11 @@ def question_text(issue: Issue, max_chars: int = QUESTION_CHARS) -> tuple[str, d
     parts = [f"Title: {issue.title.strip()}", cleaned]
     if env_line:
         parts.append(f"Environment: {env_line}")
+    signature = error_signature(body)
     facts = {
-        "signature": error_signature(body),
-        "models": list(find_models(f"{issue.title}\n{body}")),
-        "environment": env_line or None,
+        "signature": scrub(signature) if signature else None,
+        "models": [scrub(m) for m in find_models(f"{issue.title}\n{body}")],
+        "environment": scrub(env_line) if env_line else None,
     }
     return scrub("\n\n".join(p for p in parts if p)), facts
 

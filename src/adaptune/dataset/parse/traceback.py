@@ -182,7 +182,8 @@ def cut_log(text: str | None, max_chars: int) -> str:
         return text
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if max_chars < 4 * _MARK_RESERVE:
-        return (text[: max(max_chars - _MARK_RESERVE, 0)] + _MARK.format(len(text)))[:max_chars]
+        head = max(max_chars - _MARK_RESERVE, 0)
+        return (text[:head] + _MARK.format(len(text) - head))[: max(max_chars, 0)]
     room = max_chars - 2 * _MARK_RESERVE
     spans = _wanted_spans(text, room // 2)
     left = room - sum(end - start + _MARK_RESERVE for start, end in spans)
