@@ -1,22 +1,36 @@
-"""The only module that wires several stages together: what ``adaptune demo`` runs.
+"""The only module that wires several stages together.
 
-Today the pipeline is: ingest the bundled sample → build the dataset → report. Each later stage
-(train, evaluate, registry) adds its step here, called the same way by the CLI, the service's
-worker and the tests.
+- :func:`demo`: ingest the bundled sample → build the dataset → report (it grows with each
+  stage).
+- :func:`plan` and :func:`run_iteration`: one training iteration of a domain: dataset build →
+  retrieved context (memory) → train → register. The parent of an ``adaptive`` run is the
+  domain's newest adaptive adapter of an earlier window (or one named with ``parent``, from any
+  domain); the run folder is fixed per (strategy, window, build, context), so ``resume`` finds
+  its checkpoints.
+
+The CLI, the service's worker and the tests all call these.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from adaptune.dataset import build
+from adaptune.dataset import build as build_dataset
+from adaptune.dataset.artifacts import DatasetError, find_build, iter_examples, read_manifest
+from adaptune.errors import ConfigError
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
 from adaptune.store import Store
+from adaptune.store.domains import resolve_domain
+from adaptune.types import Example
 
 SAMPLE = "huggingface-datasets-2021-2022.jsonl.gz"
+CONTEXTS = ("retrieved", "none")
 
 
 def sample_path() -> Path:
@@ -34,7 +48,7 @@ def demo(
         f"{report.updated} updated, {report.unchanged} unchanged, "
         f"{len(report.rejected)} rejected)",
     ]
-    data = build(store, progress=progress)
+    data = build_dataset(store, progress=progress)
     tasks = data.manifest["tasks"]
     lines.append(
         f"dataset build {data.build_id}: {tasks['qa']['total']} qa pairs in "
@@ -42,3 +56,131 @@ def demo(
         f"{tasks['duplicates']['total']} duplicate pairs ({data.path})"
     )
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an iteration will train on, decided before any model loads."""
+
+    domain: str
+    build: str
+    window: str
+    windows: tuple[str, ...]
+    examples: tuple[Example, ...]
+    parent: Any
+    """The parent :class:`~adaptune.registry.records.AdapterVersion`, or ``None``."""
+    run_dir: Path
+    context: str
+    """``retrieved`` (similar resolved issues in every prompt) or ``none``."""
+
+
+def resolve_window(windows: Sequence[str], window: str | None) -> str:
+    """A window by name or 1-based position; ``None`` is the latest."""
+    if not windows:
+        raise DatasetError("The dataset build has no qa windows: nothing to train on.")
+    if window is None:
+        return windows[-1]
+    if window.isdigit():
+        index = int(window)
+        if not 1 <= index <= len(windows):
+            raise ConfigError(f"--window {window}: the build has windows 1..{len(windows)}.")
+        return windows[index - 1]
+    if window not in windows:
+        raise ConfigError(f"--window {window!r} is not in the build ({', '.join(windows)}).")
+    return window
+
+
+def previous_adapter(store: Store, domain: str, windows: Sequence[str], window: str) -> Any:
+    """The newest adaptive adapter of ``domain`` trained on a window before ``window``."""
+    from adaptune.registry import list_versions
+
+    earlier = set(windows[: windows.index(window)])
+    chain = [v for v in list_versions(store, domain) if v.strategy == "adaptive"]
+    chain = [v for v in chain if v.window in earlier]
+    if not chain:
+        return None
+    return max(chain, key=lambda v: (windows.index(v.window), v.created_at))
+
+
+def plan(
+    store: Store,
+    domain: str | None,
+    strategy: str,
+    window: str | None,
+    context: str = "retrieved",
+    parent: str | None = None,
+    build_id: str | None = None,
+) -> Plan:
+    """Decide the examples, the parent and the run folder of one iteration."""
+    from adaptune.registry import resolve
+
+    if context not in CONTEXTS:
+        raise ConfigError(f"--context must be retrieved or none, not {context!r}.")
+    with store.begin() as conn:
+        name = resolve_domain(conn, domain).name
+    folder = find_build(store.settings.home, name, build_id)
+    windows = tuple(w["name"] for w in read_manifest(folder)["tasks"]["qa"]["windows"])
+    target = resolve_window(windows, window)
+    examples = list(iter_examples(folder, "qa"))
+    if context == "retrieved":
+        from adaptune.memory.context import memory_index, with_context
+
+        examples = with_context(examples, memory_index(examples))
+    chosen = None
+    if strategy == "adaptive":
+        chosen = (
+            resolve(store, None, parent)
+            if parent
+            else previous_adapter(store, name, windows, target)
+        )
+    tag = f"{strategy}-{target}-{folder.name}-{context}"
+    run_dir = store.settings.home / "runs" / name / tag
+    return Plan(name, folder.name, target, windows, tuple(examples), chosen, run_dir, context)
+
+
+def run_iteration(
+    store: Store,
+    the_plan: Plan,
+    config: Any,
+    resume: bool = False,
+    progress: Any = None,
+    model: Any = None,
+    tokenizer: Any = None,
+) -> Any:
+    """Train the plan with ``config`` (a TrainConfig) and register the adapter; returns it."""
+    from adaptune.registry import register
+    from adaptune.train import train
+
+    if not resume and the_plan.run_dir.exists():
+        shutil.rmtree(the_plan.run_dir)
+    parent = the_plan.parent
+    result = train(
+        the_plan.examples,
+        config,
+        the_plan.run_dir,
+        parent_adapter=parent.path if parent else None,
+        model=model,
+        tokenizer=tokenizer,
+        progress=progress,
+        resume=resume,
+    )
+    base = result.manifest.get("base", {})
+    version = register(
+        store,
+        the_plan.domain,
+        result.adapter_dir,
+        strategy=config.strategy,
+        window=the_plan.window,
+        base_model=base.get("id"),
+        base_model_hash=base.get("sha256"),
+        dataset=the_plan.build,
+        parent=f"{parent.domain}:{parent.version}" if parent else None,
+        config={
+            **config.to_dict(),
+            "context": the_plan.context,
+            "replayed": result.manifest.get("replayed"),
+        },
+        cost=result.cost,
+    )
+    shutil.rmtree(the_plan.run_dir / "checkpoints", ignore_errors=True)
+    return version

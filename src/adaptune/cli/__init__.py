@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from adaptune import __version__
-from adaptune.cli import adapters, dataset, demo, domains, ingest
+from adaptune.cli import adapters, dataset, demo, domains, ingest, train
 from adaptune.errors import AdaptuneError
 
 err = Console(stderr=True)
@@ -29,6 +29,7 @@ app.add_typer(domains.app, name="domains")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(adapters.app, name="adapters")
 app.command("status")(domains.status)
+app.command("train")(train.train)
 app.command("demo")(demo.demo)
 _state = {"debug": False}
 

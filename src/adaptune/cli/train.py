@@ -1,0 +1,103 @@
+"""``adaptune train``: one training iteration of a domain, registered as a new adapter version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from adaptune.cli.output import err, out, print_json
+
+
+@contextmanager
+def _bar() -> Iterator[Callable[[Any], None]]:
+    """A rich progress bar fed by the trainer's per-step callback."""
+    columns = (
+        TextColumn("[bold]train[/]"),
+        BarColumn(),
+        TextColumn("step {task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TextColumn("{task.fields[tps]:.0f} tok/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("train", total=None, loss=float("nan"), tps=0.0)
+
+        def update(p: Any) -> None:
+            bar.update(task, completed=p.step, total=p.total_steps, loss=p.loss, tps=p.tokens_per_s)
+
+        yield update
+
+
+def train(
+    strategy: str = typer.Option("adaptive", "--strategy", help="adaptive, from-base, cumulative."),
+    window: str | None = typer.Option(None, "--window", help="Window name or 1-based index."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps."),
+    epochs: float = typer.Option(1.0, "--epochs", help="Passes over the selected examples."),
+    model: str | None = typer.Option(None, "--model", help="Base model path (default SmolLM2)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+    context: str = typer.Option("retrieved", "--context", help="retrieved or none."),
+    parent: str | None = typer.Option(None, "--from", help="Parent adapter: [DOMAIN:]VERSION."),
+    replay: float = typer.Option(0.25, "--replay", help="Replay share (adaptive)."),
+    lr: float = typer.Option(2e-4, "--lr", help="Peak learning rate."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Packed rows per step."),
+    max_len: int = typer.Option(1024, "--max-len", help="Tokens per packed row."),
+    target: str = typer.Option("attention", "--target", help="attention or all-linear."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Steps of gradient accumulation."),
+    grad_checkpointing: bool = typer.Option(
+        False, "--grad-checkpointing", help="Recompute activations to save memory."
+    ),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Checkpoint each N steps."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (runs are deterministic)."),
+    domain: str | None = typer.Option(None, "--domain", help="Domain (default: the only one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the new version as JSON."),
+) -> None:
+    """Train a LoRA adapter on one window (from the previous adapter with replay, by default)."""
+    from transformers.utils import logging as hf_logging
+
+    from adaptune.pipeline import plan, run_iteration
+    from adaptune.store import open_store
+    from adaptune.train import TrainConfig
+
+    hf_logging.disable_progress_bar()  # our own bar says what is happening
+    store = open_store()
+    the_plan = plan(store, domain, strategy, window, context, parent)
+    config = TrainConfig(
+        strategy=strategy,
+        window=the_plan.window,
+        max_steps=max_steps,
+        epochs=epochs,
+        model=model,
+        replay_share=replay,
+        lr=lr,
+        batch_size=batch_size,
+        max_len=max_len,
+        target=target,
+        grad_accum=grad_accum,
+        grad_checkpointing=grad_checkpointing,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    start = the_plan.parent.version if the_plan.parent else "the base model"
+    err.print(f"{the_plan.domain}: {strategy} on window {the_plan.window} from {start}")
+    with _bar() as update:
+        version = run_iteration(store, the_plan, config, resume=resume, progress=update)
+    if as_json:
+        print_json(
+            {
+                "version": version.version,
+                "parent": version.parent,
+                "window": version.window,
+                "cost": version.cost,
+            }
+        )
+        return
+    cost = version.cost
+    out.print(
+        f"[green]{version.version}[/] registered: {cost.get('examples')} examples, "
+        f"{cost.get('tokens')} tokens in {cost.get('seconds')} s "
+        f"({cost.get('tokens_per_s')} tok/s)"
+    )
