@@ -167,3 +167,39 @@ def test_train_command_on_a_local_model_folder(built, tmp_path: Path) -> None:
         timeout=300,
     )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def test_train_command_under_torchrun_registers_one_version(built, tmp_path: Path) -> None:
+    folder = save_tiny(tmp_path / "tiny")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "adaptune",
+            "train",
+            "--model",
+            str(folder),
+            "--window",
+            "1",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "1",
+            "--max-len",
+            "256",
+            "--context",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [v.version for v in list_versions(built)] == ["r-v1"]

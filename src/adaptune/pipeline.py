@@ -147,12 +147,21 @@ def run_iteration(
     model: Any = None,
     tokenizer: Any = None,
 ) -> Any:
-    """Train the plan with ``config`` (a TrainConfig) and register the adapter; returns it."""
+    """Train the plan with ``config`` (a TrainConfig) and register the adapter; returns it.
+
+    Under torchrun every rank trains its shard; rank 0 registers, the others return ``None``.
+    """
     from adaptune.registry import register
     from adaptune.train import train
+    from adaptune.train.loop import world
 
-    if not resume and the_plan.run_dir.exists():
+    rank, size = world()
+    if rank == 0 and not resume and the_plan.run_dir.exists():
         shutil.rmtree(the_plan.run_dir)
+    if size > 1:
+        from torch import distributed as dist
+
+        dist.barrier()
     parent = the_plan.parent
     result = train(
         the_plan.examples,
@@ -164,6 +173,8 @@ def run_iteration(
         progress=progress,
         resume=resume,
     )
+    if rank != 0:
+        return None
     base = result.manifest.get("base", {})
     version = register(
         store,

@@ -32,6 +32,17 @@ def _bar() -> Iterator[Callable[[Any], None]]:
         yield update
 
 
+def _init_distributed() -> None:
+    """Join the process group when started by torchrun / accelerate launch (WORLD_SIZE > 1)."""
+    import os
+
+    import torch
+    from torch import distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
 def train(
     strategy: str = typer.Option("adaptive", "--strategy", help="adaptive, from-base, cumulative."),
     window: str | None = typer.Option(None, "--window", help="Window name or 1-based index."),
@@ -63,6 +74,7 @@ def train(
     from adaptune.train import TrainConfig
 
     hf_logging.disable_progress_bar()  # our own bar says what is happening
+    _init_distributed()
     store = open_store()
     the_plan = plan(store, domain, strategy, window, context, parent)
     config = TrainConfig(
@@ -85,6 +97,8 @@ def train(
     err.print(f"{the_plan.domain}: {strategy} on window {the_plan.window} from {start}")
     with _bar() as update:
         version = run_iteration(store, the_plan, config, resume=resume, progress=update)
+    if version is None:  # another rank of a distributed run registers the adapter
+        return
     if as_json:
         print_json(
             {
