@@ -7,13 +7,14 @@ line and a non-zero exit; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
 from rich.console import Console
 
 from adaptune import __version__
-from adaptune.cli import adapters, dataset, demo, domains, ingest, train
+from adaptune.cli import adapters, compare, dataset, demo, domains, ingest, train
 from adaptune.errors import AdaptuneError
 
 err = Console(stderr=True)
@@ -30,6 +31,7 @@ app.add_typer(dataset.app, name="dataset")
 app.add_typer(adapters.app, name="adapters")
 app.command("status")(domains.status)
 app.command("train")(train.train)
+app.command("compare")(compare.compare)
 app.command("demo")(demo.demo)
 _state = {"debug": False}
 
@@ -52,6 +54,8 @@ def _root(
     _state["debug"] = debug
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:  # third-party tqdm bars (weights loading, GGUF conversion) drown our own
+        os.environ.setdefault("TQDM_DISABLE", "1")
     # httpx logs every request URL at INFO; keep that for --debug only.
     logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
 

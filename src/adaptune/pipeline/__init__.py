@@ -1,7 +1,7 @@
-"""The only module that wires several stages together.
+"""The only package that wires several stages together.
 
-- :func:`demo`: ingest the bundled sample → build the dataset → report (it grows with each
-  stage).
+- :func:`demo`: ingest the bundled sample → build the dataset → compare the training
+  strategies (train, evaluate, report).
 - :func:`plan` and :func:`run_iteration`: one training iteration of a domain: dataset build →
   retrieved context (memory) → train → register. The parent of an ``adaptive`` run is the
   domain's newest adaptive adapter of an earlier window (or one named with ``parent``, from any
@@ -40,8 +40,14 @@ def sample_path() -> Path:
 
 def demo(
     store: Store, progress: Callable[[str], None] | None = None, quick: bool = False
-) -> list[str]:
-    """Run the demo pipeline on the bundled sample; returns summary lines for the user."""
+) -> tuple[list[str], dict[str, Any] | None, Path | None]:
+    """Ingest the sample, build its dataset, compare the strategies; summary lines, metrics, report.
+
+    ``quick`` trains fewer, shorter adapters on two windows (minutes on a 2-core CPU); the full
+    demo trains four windows per strategy. Adapters already trained are reused.
+    """
+    from adaptune.pipeline.compare import compare
+
     report = ingest(file_source(sample_path(), progress=progress), store)
     lines = [
         f"ingested {SAMPLE}: {report.seen} rows ({report.inserted} new, "
@@ -55,7 +61,35 @@ def demo(
         f"{len(tasks['qa']['windows'])} windows, {tasks['triage']['total']} triage examples, "
         f"{tasks['duplicates']['total']} duplicate pairs ({data.path})"
     )
-    return lines
+    metrics, folder = compare(store, None, demo_config(quick), progress=progress)
+    return lines, metrics, folder
+
+
+def demo_config(quick: bool) -> Any:
+    """How big the demo is: sized for a 2-core CPU (see the README for measured times)."""
+    from adaptune.pipeline.compare import CompareConfig
+
+    if quick:
+        return CompareConfig(
+            first=2,
+            last=3,
+            max_steps=1,
+            batch_size=2,
+            max_len=384,
+            heldout_per_window=4,
+            ranking_examples=0,
+            probes_per_window=0,
+        )
+    return CompareConfig(
+        first=2,
+        last=5,
+        max_steps=6,
+        batch_size=4,
+        max_len=512,
+        heldout_per_window=10,
+        ranking_examples=12,
+        probes_per_window=4,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +180,12 @@ def run_iteration(
     progress: Any = None,
     model: Any = None,
     tokenizer: Any = None,
+    label: str | None = None,
 ) -> Any:
     """Train the plan with ``config`` (a TrainConfig) and register the adapter; returns it.
+
+    ``label`` is the strategy name recorded in the registry when it differs from the trainer's
+    (``adaptive-no-replay``, ``style-control``).
 
     Under torchrun every rank trains its shard; rank 0 registers, the others return ``None``.
     """
@@ -180,7 +218,7 @@ def run_iteration(
         store,
         the_plan.domain,
         result.adapter_dir,
-        strategy=config.strategy,
+        strategy=label or config.strategy,
         window=the_plan.window,
         base_model=base.get("id"),
         base_model_hash=base.get("sha256"),

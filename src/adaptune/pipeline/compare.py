@@ -1,0 +1,235 @@
+"""``adaptune compare``: train each strategy's chain over windows, measure it, write the report.
+
+For windows W_first..W_last and each strategy, the chain is trained (adapters already trained
+for the same data and config are reused), then every adapter is measured on every window's
+held-out set (answer NLL, lower is better): the continual-learning matrix R[i][j], with ACC,
+BWT and FWT (Lopez-Paz & Ranzato, 2017) against the base model. Beside it: the four ways to
+answer (base, base + retrieval, adapter, adapter + retrieval), the retrieval-only baseline, a
+style-only control (the last window's answers paired with the wrong questions), fix ranking
+against hard negatives, memory probes, bootstrap CIs and paired differences.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from adaptune.errors import ConfigError
+from adaptune.pipeline import Plan, plan, run_iteration
+from adaptune.pipeline.measure import measure_chains
+from adaptune.store import Store
+
+SPECS = {
+    "adaptive": ("adaptive", 0.25),
+    "adaptive-no-replay": ("adaptive", 0.0),
+    "from-base": ("from-base", 0.25),
+    "cumulative": ("cumulative", 0.25),
+}
+"""Strategy label → (trainer strategy, replay share)."""
+REUSE_KEYS = (
+    "max_steps",
+    "epochs",
+    "batch_size",
+    "max_len",
+    "lr",
+    "replay_share",
+    "seed",
+    "model",
+    "context",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CompareConfig:
+    """What to compare and how hard to measure."""
+
+    strategies: tuple[str, ...] = ("adaptive", "from-base", "cumulative")
+    """Strategy labels (see :data:`SPECS`)."""
+    first: int = 1
+    """First window (1-based)."""
+    last: int = 4
+    """Last window (1-based, inclusive)."""
+    max_steps: int | None = 12
+    """Training steps per adapter (``None``: ``epochs`` passes)."""
+    epochs: float = 1.0
+    """Passes over the selected examples when ``max_steps`` is ``None``."""
+    batch_size: int = 4
+    """Packed rows per step."""
+    max_len: int = 512
+    """Tokens per packed row (and per evaluated example)."""
+    lr: float = 2e-4
+    """Peak learning rate."""
+    context: str = "retrieved"
+    """``retrieved`` or ``none``: similar earlier fixes in the prompts."""
+    model: str | None = None
+    """Base model (``None``: the default SmolLM2)."""
+    heldout_per_window: int = 24
+    """Held-out examples measured per window (a seeded sample; cost grows with it)."""
+    ranking_examples: int = 16
+    """Held-out issues whose fix is ranked against 50 candidates."""
+    probes_per_window: int = 8
+    """Memory probes per trained window (0 to skip)."""
+    style_control: bool = True
+    """Train the style-only control on the last window."""
+    seed: int = 0
+    """Seed of training, sampling and bootstrap."""
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.strategies if s not in SPECS]
+        if unknown:
+            raise ConfigError(f"Unknown strategies {unknown}; use {', '.join(SPECS)}.")
+        if not 1 <= self.first <= self.last:
+            raise ConfigError("--windows must be FIRST-LAST with 1 <= FIRST <= LAST.")
+
+
+def _train_config(cfg: CompareConfig, strategy: str, window: str, replay: float) -> Any:
+    from adaptune.train import TrainConfig
+
+    return TrainConfig(
+        strategy=strategy,
+        window=window,
+        max_steps=cfg.max_steps,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        max_len=cfg.max_len,
+        lr=cfg.lr,
+        replay_share=replay,
+        seed=cfg.seed,
+        model=cfg.model,
+    )
+
+
+def _reusable(store: Store, p: Plan, label: str, config: Any, parent: str | None) -> Any:
+    """An adapter already trained with the same data, config and parent, if any."""
+    from adaptune.registry import list_versions
+
+    want = {**config.to_dict(), "context": p.context}
+    for v in reversed(list_versions(store, p.domain)):
+        same = v.strategy == label and v.window == p.window and v.dataset == p.build
+        if same and v.parent == parent and all(v.config.get(k) == want.get(k) for k in REUSE_KEYS):
+            return v
+    return None
+
+
+def train_chain(
+    store: Store,
+    domain: str | None,
+    cfg: CompareConfig,
+    label: str,
+    windows: Sequence[str],
+    models: tuple[Any, Any],
+    say: Callable[[str], None],
+) -> list[Any]:
+    """The adapters of one strategy over ``windows``, trained or reused."""
+    strategy, replay = SPECS[label]
+    chain: list[Any] = []
+    for window in windows:
+        parent = chain[-1] if chain and strategy == "adaptive" else None
+        p = plan(store, domain, strategy, window, cfg.context)
+        p = replace(p, parent=parent)
+        config = _train_config(cfg, strategy, window, replay)
+        found = _reusable(store, p, label, config, parent.version if parent else None)
+        if found is None:
+            say(f"training {label} on {window}")
+            found = run_iteration(
+                store, p, config, model=models[0], tokenizer=models[1], label=label
+            )
+        chain.append(found)
+    return chain
+
+
+def style_control(
+    store: Store,
+    domain: str | None,
+    cfg: CompareConfig,
+    window: str,
+    models: tuple[Any, Any],
+    say: Callable[[str], None],
+) -> Any:
+    """An adapter trained on ``window``'s answers paired with the wrong questions."""
+    p = plan(store, domain, "from-base", window, cfg.context)
+    train = [e for e in p.examples if e.window == window and e.split == "train"]
+    answers = [e.answer for e in train]
+    random.Random(cfg.seed).shuffle(answers)
+    shifted = answers[1:] + answers[:1]  # every question gets another issue's fix
+    wrong = {e.id: replace(e, answer=a) for e, a in zip(train, shifted, strict=True)}
+    p = replace(p, examples=tuple(wrong.get(e.id, e) for e in p.examples))
+    config = _train_config(cfg, "from-base", window, 0.0)
+    found = _reusable(store, p, "style-control", config, None)
+    if found is None:
+        say(f"training the style-only control on {window}")
+        found = run_iteration(
+            store, p, config, model=models[0], tokenizer=models[1], label="style-control"
+        )
+    return found
+
+
+def compare(
+    store: Store,
+    domain: str | None,
+    cfg: CompareConfig,
+    progress: Callable[[str], None] | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+) -> tuple[dict[str, Any], Any]:
+    """Train and measure every strategy; returns the metrics and the report's folder."""
+    from adaptune.evaluate.report import render_report
+
+    say = progress or (lambda _m: None)
+    p0 = plan(store, domain, "from-base", None, cfg.context)
+    if cfg.last > len(p0.windows):
+        raise ConfigError(f"--windows goes to {cfg.last}; the build has {len(p0.windows)}.")
+    windows = list(p0.windows[cfg.first - 1 : cfg.last])
+    if model is None:
+        from adaptune.train.model import load_base
+
+        model, tokenizer, _info = load_base(cfg.model, store.settings.home)
+    chains = {
+        s: train_chain(store, domain, cfg, s, windows, (model, tokenizer), say)
+        for s in cfg.strategies
+    }
+    control = (
+        style_control(store, domain, cfg, windows[-1], (model, tokenizer), say)
+        if cfg.style_control
+        else None
+    )
+    metrics = measure_chains(p0, windows, chains, control, (model, tokenizer), cfg, say)
+    created = datetime.now(UTC)
+    rid = f"{created:%Y%m%d-%H%M%S}-{p0.domain}"
+    metrics.update(
+        id=rid,
+        created_at=created.isoformat(timespec="seconds"),
+        domain=p0.domain,
+        build=p0.build,
+        machine=_machine(),
+        config=asdict(cfg),
+        windows=windows,
+    )
+    folder = store.settings.home / "reports" / rid
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    tmp.replace(folder / "metrics.json")
+    render_report(json.loads((folder / "metrics.json").read_text()), folder)
+    return metrics, folder
+
+
+def _machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

