@@ -120,7 +120,11 @@ def _paired(raw: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     out = []
     for a, b in pairs:
         for metric, key in (("nll", "nll"), ("fix_mrr", "rr")):
-            if f"{a}:{key}" in raw and f"{b}:{key}" in raw:
+            if (
+                raw.get(f"{a}:{key}") is not None
+                and raw.get(f"{b}:{key}") is not None
+                and raw[f"{a}:{key}"].size
+            ):
                 diff = paired_diff_ci(raw[f"{a}:{key}"], raw[f"{b}:{key}"])
                 out.append({"a": a, "b": b, "metric": metric, "diff": list(diff)})
     return out
