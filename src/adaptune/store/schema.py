@@ -180,3 +180,111 @@ alias_history = Table(
     Column("reason", String(50), nullable=False),
 )
 Index("ix_alias_history_domain_alias", alias_history.c.domain, alias_history.c.alias)
+
+# --- service (migration 0003) --------------------------------------------------------------------
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("domain", String(100), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text),
+    Column("labels", Text, nullable=False, default="[]"),
+    # JSON: {"label", "scores"} or NULL when the domain has no labels to learn from.
+    Column("triage", Text),
+    # JSON list of {"number", "title", "url", "score", "state", "solution"}.
+    Column("similar", Text, nullable=False, default="[]"),
+    Column("duplicate_of", Integer),
+    # JSON: {"text", "adapter_version", "arm", "latency_ms"} or NULL when nothing was generated.
+    Column("answer", Text),
+    Column("adapter_version", String(150)),
+    Column("arm", String(20)),
+    Column("client", String(200)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_tickets_domain_created", tickets.c.domain, tickets.c.created_at)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ticket_id", String(36), ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False),
+    Column("domain", String(100), nullable=False),
+    Column("rating", String(10), nullable=False),
+    Column("corrected_answer", Text),
+    Column("resolved", Boolean),
+    # Copied from the ticket: which adapter and A/B arm answered.
+    Column("adapter_version", String(150)),
+    Column("arm", String(20)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_feedback_domain_created", feedback.c.domain, feedback.c.created_at)
+Index("ix_feedback_ticket", feedback.c.ticket_id)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(20), nullable=False),
+    # GitHub: "<hook id>:<delivery id>"; Jira: X-Atlassian-Webhook-Identifier.
+    Column("delivery_key", String(300), nullable=False),
+    Column("event", String(100), nullable=False),
+    Column("outcome", Text, nullable=False, default="{}"),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("source", "delivery_key", name="uq_webhook_deliveries_key"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("domain", String(100)),
+    Column("kind", String(30), nullable=False),
+    # queued | running | succeeded | failed | cancelled
+    Column("state", String(20), nullable=False),
+    # manual | threshold | api | …
+    Column("trigger", String(50), nullable=False),
+    Column("payload", Text, nullable=False, default="{}"),
+    Column("result", Text),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False, default=3),
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+Index("ix_jobs_state_created", jobs.c.state, jobs.c.created_at)
+Index("ix_jobs_domain_created", jobs.c.domain, jobs.c.created_at)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    # Only the SHA-256 of a token is stored; the token itself is shown once, at creation.
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("scopes", Text, nullable=False, default="[]"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", Text, nullable=False),
+    Column("event", String(50), nullable=False),
+    Column("body", Text, nullable=False),
+    # pending | sent | failed
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+)
+Index("ix_notifications_state_next", notifications.c.state, notifications.c.next_attempt_at)
