@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from adaptune import __version__
-from adaptune.cli import adapters, compare, dataset, demo, domains, ingest, train
+from adaptune.cli import adapters, compare, dataset, demo, domains, ingest, serve, train, worker
 from adaptune.errors import AdaptuneError
 
 err = Console(stderr=True)
@@ -33,6 +33,9 @@ app.command("status")(domains.status)
 app.command("train")(train.train)
 app.command("compare")(compare.compare)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
+app.add_typer(serve.tokens, name="tokens")
+app.command("worker")(worker.worker)
 _state = {"debug": False}
 
 

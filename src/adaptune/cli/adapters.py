@@ -30,18 +30,7 @@ def _store() -> Store:
 
 def summary(rec: AdapterVersion) -> dict[str, Any]:
     """One version in the shape of ``adaptune adapters list --json``."""
-    return {
-        "version": rec.version,
-        "parent": rec.parent,
-        "strategy": rec.strategy,
-        "window": rec.window,
-        "base_model": rec.base_model,
-        "dataset": rec.dataset,
-        "created_at": rec.created_at.isoformat(),
-        "aliases": list(rec.aliases),
-        "metrics": rec.metrics,
-        "cost": rec.cost,
-    }
+    return rec.summary()
 
 
 def detail(rec: AdapterVersion) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from adaptune import __version__
 from adaptune.dataset import card
 from adaptune.dataset.artifacts import content_hash, read_manifest, write_build
 from adaptune.dataset.dedupe import has_near_copy, near_duplicate_groups, signatures
+from adaptune.dataset.feedback import feedback_examples
 from adaptune.dataset.gate import reject_reason
 from adaptune.dataset.labels import table_for, triage_type
 from adaptune.dataset.solutions import pr_fixes, solution_for
@@ -134,6 +135,7 @@ def build(
             passed.append(issue)
     say("finding solutions")
     qa = _dedupe(_qa(dom.name, passed, pr_fixes(prs), comments, rejected), rejected)
+    qa += feedback_examples(store, dom.name)  # corrections, accepted answers
     table = table_for(
         [r for _s, r in pairs], store.settings.home / "domains" / dom.name / "labels.json"
     )

@@ -6,7 +6,8 @@ and as a row of the ``adapters`` table. Versions are named ``<domain>-v<N>``; ea
 its own lineage and its own ``production`` and ``candidate`` aliases.
 
 Entry points: :func:`register`, :func:`get`, :func:`list_versions`, :func:`resolve`,
-:func:`promote`, :func:`rollback`, :func:`delete`, :func:`set_metrics`, :func:`export`.
+:func:`promote`, :func:`rollback`, :func:`delete`, :func:`set_metrics`, :func:`export`,
+:func:`gate` (the promotion gate).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from adaptune.registry.aliases import promote, resolve, rollback
 from adaptune.registry.errors import RegistryError
 from adaptune.registry.export import BaseLoader, default_loader, export
+from adaptune.registry.gate import GateDecision, gate
 from adaptune.registry.records import ALIASES, AdapterVersion, Deleted
 from adaptune.registry.register import register
 from adaptune.registry.versions import delete, get, list_versions, set_metrics
@@ -23,10 +25,12 @@ __all__ = [
     "AdapterVersion",
     "BaseLoader",
     "Deleted",
+    "GateDecision",
     "RegistryError",
     "default_loader",
     "delete",
     "export",
+    "gate",
     "get",
     "list_versions",
     "promote",

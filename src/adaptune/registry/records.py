@@ -88,6 +88,21 @@ class AdapterVersion:
             data["parent_deleted_at"] = self.parent_deleted_at.isoformat()
         return data
 
+    def summary(self) -> dict[str, Any]:
+        """The shape of ``adaptune adapters list --json`` and ``GET /v1/adapters``."""
+        return {
+            "version": self.version,
+            "parent": self.parent,
+            "strategy": self.strategy,
+            "window": self.window,
+            "base_model": self.base_model,
+            "dataset": self.dataset,
+            "created_at": self.created_at.isoformat(),
+            "aliases": list(self.aliases),
+            "metrics": self.metrics,
+            "cost": self.cost,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Deleted:

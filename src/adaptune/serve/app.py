@@ -1,0 +1,194 @@
+"""The FastAPI app factory: routes, auth, limits, error shapes, metrics, start-up warm-up.
+
+``create_app(store, settings, generator)`` builds one app; ``adaptune serve`` runs it under
+uvicorn. Every error body is ``{"detail": ...}``: 413 for a body over the configured size, 422
+naming the field for a malformed one, 404/409 for unknown or refused things.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from adaptune import __version__
+from adaptune.errors import AdaptuneError, ConfigError, DomainError, StoreError
+from adaptune.serve.settings import ServeSettings, serve_settings
+from adaptune.serve.state import ServiceState
+from adaptune.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: a request body over ``limit`` bytes gets 413 before any handler."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(send, self.limit)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await _too_large(send, self.limit)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body, sent = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = json.dumps({"detail": f"The request body is over the limit of {limit} bytes."})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+def _status_of(exc: AdaptuneError) -> int:
+    from adaptune.feedback import FeedbackError
+    from adaptune.registry import RegistryError
+    from adaptune.serve.generator import GenerationError
+    from adaptune.serve.tickets import TicketNotFound
+
+    if isinstance(exc, TicketNotFound | FeedbackError):
+        return 404
+    if isinstance(exc, RegistryError):
+        return 404 if str(exc).startswith("No adapter version") else 409
+    if isinstance(exc, DomainError | ConfigError):
+        return 422
+    if isinstance(exc, GenerationError | StoreError):
+        return 503
+    return 500
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(AdaptuneError)
+    async def known(request: Request, exc: AdaptuneError) -> JSONResponse:
+        status = _status_of(exc)
+        if status == 500:
+            log.error("request failed: %s", exc)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics = request.app.state.service.metrics
+        metrics.requests.labels(name, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - started)
+        return response
+
+
+def create_app(
+    store: Store,
+    settings: ServeSettings | None = None,
+    generator: Any = None,
+    embedder: Any = None,
+) -> FastAPI:
+    """The service for ``store``; ``generator=None`` follows ``settings.generator``."""
+    from adaptune.serve import dashboard
+    from adaptune.serve.routes import admin, ops, tickets, webhooks
+
+    settings = settings or serve_settings()
+    if generator is None:
+        generator = default_generator(settings, store)
+    state = ServiceState(store, settings, generator, embedder)
+    state.metrics.bind(store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.warm:
+            threading.Thread(target=_warm, args=(state,), name="warm-up", daemon=True).start()
+        yield
+
+    app = FastAPI(
+        title="adaptune",
+        version=__version__,
+        description="Answers, triage and similar issues for tickets; signed tracker webhooks; "
+        "feedback; adapters and training jobs.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    for module in (ops, tickets, admin, webhooks, dashboard):
+        app.include_router(module.router)
+    _install_handlers(app)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def _warm(state: ServiceState) -> None:
+    try:
+        state.warm()
+    except Exception:  # readiness stays false; the log says why
+        log.exception("warm-up failed")
+
+
+def default_generator(settings: ServeSettings, store: Store) -> Any:
+    """The generator ``settings.generator`` names (``None`` for ``none``)."""
+    from adaptune.serve.generator import LocalGenerator, OpenAIGenerator
+
+    if settings.generator == "none":
+        return None
+    if settings.generator == "openai":
+        if not settings.openai_base_url:
+            raise ConfigError("ADAPTUNE_GENERATOR=openai needs ADAPTUNE_OPENAI_BASE_URL.")
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        return OpenAIGenerator(settings.openai_base_url, settings.model or "base", key)
+    return LocalGenerator(model_path=settings.model, home=store.settings.home)

@@ -1,0 +1,68 @@
+"""``/v1/tickets``: answer a ticket, read it back, rate its answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+
+from adaptune.serve.auth import rate_limited, require
+from adaptune.serve.schemas import FeedbackIn, FeedbackOut, Problem, TicketIn, TicketOut
+
+router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem},
+    403: {"model": Problem},
+    404: {"model": Problem},
+    413: {"model": Problem},
+    422: {"model": Problem},
+    429: {"model": Problem},
+}
+
+
+@router.post(
+    "",
+    response_model=TicketOut,
+    responses=ERRORS,
+    dependencies=[Depends(require("write")), Depends(rate_limited)],
+)
+async def post_ticket(ticket: TicketIn, request: Request) -> dict[str, Any]:
+    """Triage a ticket, find similar and duplicate issues, and (unless ``generate`` is false)
+    answer it with the domain's production adapter or its A/B candidate."""
+    from adaptune.serve.tickets import answer
+
+    state = request.app.state.service
+    client = getattr(request.state, "client_id", None)
+    return await run_in_threadpool(answer, state, ticket, client)
+
+
+@router.get(
+    "/{ticket_id}",
+    response_model=TicketOut,
+    responses=ERRORS,
+    dependencies=[Depends(require("read"))],
+)
+async def get_ticket(ticket_id: str, request: Request) -> dict[str, Any]:
+    """A stored ticket with its answer and feedback."""
+    from adaptune.serve.tickets import fetch
+
+    return await run_in_threadpool(fetch, request.app.state.service, ticket_id)
+
+
+@router.post(
+    "/{ticket_id}/feedback",
+    response_model=FeedbackOut,
+    status_code=201,
+    responses=ERRORS,
+    dependencies=[Depends(require("write"))],
+)
+async def post_feedback(ticket_id: str, feedback: FeedbackIn, request: Request) -> dict[str, Any]:
+    """Rate a ticket's answer (``up``/``down``), maybe with a corrected answer or ``resolved``;
+    attributed to the adapter version and A/B arm that answered."""
+    from adaptune.feedback import record
+
+    store = request.app.state.service.store
+    return await run_in_threadpool(
+        record, store, ticket_id, feedback.rating, feedback.corrected_answer, feedback.resolved
+    )

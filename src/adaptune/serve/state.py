@@ -1,0 +1,152 @@
+"""What the running service holds: the store, per-domain indexes and classifiers, the generator.
+
+Indexes and classifiers are built (or loaded) once per domain and kept; webhooks update the
+index incrementally. A new dataset build's classifier replaces the old one on the next ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from adaptune.serve.auth import RateLimiter
+from adaptune.serve.metrics import Metrics
+from adaptune.serve.settings import ServeSettings
+from adaptune.store import Store
+from adaptune.store.domains import list_domains
+
+log = logging.getLogger(__name__)
+RELOAD_S = 30.0
+"""How often a domain's newest dataset build is looked for (a new triage classifier)."""
+
+
+class ServiceState:
+    """Everything a request handler needs, shared by all requests of one app."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: ServeSettings,
+        generator: Any = None,
+        embedder: Any = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.generator = generator
+        self._embedder = embedder
+        self.indexes: dict[str, Any] = {}
+        self._triage: dict[str, tuple[str | None, Any, float]] = {}
+        self._lock = threading.RLock()
+        self._domain_locks: dict[str, threading.Lock] = {}
+        self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.metrics = Metrics()
+        self.started_at = time.time()
+
+    @property
+    def embedder(self) -> Any:
+        """The sentence embedder, loaded on first use."""
+        with self._lock:
+            if self._embedder is None:
+                from adaptune.memory.embed import default_embedder
+
+                self._embedder = default_embedder()
+            return self._embedder
+
+    def _domain_lock(self, domain: str) -> threading.Lock:
+        with self._lock:
+            return self._domain_locks.setdefault(domain, threading.Lock())
+
+    def index(self, domain: str) -> Any:
+        """The domain's similar-issue index (loaded or built on first use)."""
+        found = self.indexes.get(domain)
+        if found is not None:
+            return found
+        with self._domain_lock(domain):
+            if domain not in self.indexes:
+                from adaptune.memory.issues import load_or_build_index
+
+                self.indexes[domain] = load_or_build_index(self.store, domain, self.embedder)
+            return self.indexes[domain]
+
+    def triage(self, domain: str) -> Any:
+        """The domain's triage classifier, or ``None`` when it has too few labels to learn."""
+        now = time.monotonic()
+        cached = self._triage.get(domain)
+        if cached is not None and now - cached[2] < RELOAD_S:
+            return cached[1]
+        build = self._latest_build(domain)
+        if cached is not None and cached[0] == build:
+            self._triage[domain] = (build, cached[1], now)
+            return cached[1]
+        with self._domain_lock(domain):
+            from adaptune.triage import ensure_triage
+
+            model = ensure_triage(self.store, domain, self.embedder)
+            self._triage[domain] = (build, model, now)
+            return model
+
+    def _latest_build(self, domain: str) -> str | None:
+        from adaptune.dataset.artifacts import DatasetError, latest_build
+
+        try:
+            return latest_build(self.store.settings.home, domain).name
+        except DatasetError:
+            return None
+
+    def update_index(self, keys: list[tuple[str, str, int]], domain: str) -> None:
+        """Add or replace stored issues in the domain's index (after a webhook)."""
+        if not keys or domain not in self.indexes:
+            return  # an index built later reads them from the store
+        from sqlalchemy import select, tuple_
+
+        from adaptune.store import schema
+        from adaptune.store.rows import row_to_issue
+
+        t = schema.issues
+        cols = [c for c in t.c if c.name != "raw"]
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                select(*cols).where(tuple_(t.c.source, t.c.repo, t.c.number).in_(keys))
+            ).all()
+        issues = [row_to_issue(r) for r in rows]
+        issues = [i for i in issues if not i.is_pull_request]
+        if issues:
+            self.indexes[domain].update(issues)
+
+    def warm(self) -> None:
+        """Build every domain's index and classifier and load the model, logging each."""
+        with self.store.begin() as conn:
+            domains = [d.name for d in list_domains(conn)]
+        for name in domains:
+            started = time.perf_counter()
+            index = self.index(name)
+            model = self.triage(name)
+            log.info(
+                "domain %s ready in %.1f s: %d issues indexed, triage %s",
+                name,
+                time.perf_counter() - started,
+                len(index),
+                "on" if model is not None else "off (too few labels)",
+            )
+        load = getattr(self.generator, "load", None)
+        if callable(load):
+            load()
+
+    def readiness(self) -> dict[str, Any]:
+        """What ``/readyz`` reports: the database, each domain's index, the model."""
+        from sqlalchemy import text
+
+        try:
+            with self.store.begin() as conn:
+                conn.execute(text("SELECT 1"))
+                domains = [d.name for d in list_domains(conn)]
+            database = True
+        except Exception as exc:  # the point of readiness is to report, not to raise
+            log.warning("readiness: database unavailable: %s", exc)
+            return {"ready": False, "database": False, "indexes": {}, "model": False}
+        indexes = {d: d in self.indexes for d in domains}
+        model = self.generator is None or bool(self.generator.ready())
+        ready = database and all(indexes.values()) and model
+        return {"ready": ready, "database": database, "indexes": indexes, "model": model}
