@@ -181,6 +181,10 @@ def build(
     }
     path = write_build(store.settings.home, dom.name, build_id, tasks, files)
     manifest = read_manifest(path)  # an identical earlier build keeps its own manifest
+    from adaptune.triage import train_build_triage  # late: triage imports dataset modules
+
+    say("triage classifier")
+    train_build_triage(path, tasks["triage"])
     say(f"build {build_id}: {', '.join(f'{k} {len(v)}' for k, v in tasks.items())}")
     return BuildResult(build_id, path, manifest, tasks)
 

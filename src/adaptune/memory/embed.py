@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -17,6 +18,8 @@ import numpy as np
 from adaptune.errors import ConfigError
 
 log = logging.getLogger(__name__)
+CACHE_SIZE = 50_000
+"""Vectors kept by content hash (about 1.5 KB each)."""
 MAX_CHARS = 2000
 """Texts are cut to this many characters (the model reads 256 word pieces anyway)."""
 
@@ -31,7 +34,7 @@ class Embedder:
             self.model.get_sentence_embedding_dimension
         )
         self.dim = int(dim())
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """An ``(n, dim)`` array of unit vectors for ``texts``."""
@@ -49,7 +52,12 @@ class Embedder:
                 self._cache[key] = vec.astype(np.float32)
         if not keys:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self._cache[k] for k in keys])
+        out = np.stack([self._cache[k] for k in keys])
+        for key in keys:  # least recently used first out: a long-running service stays bounded
+            self._cache.move_to_end(key)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return out
 
 
 def _load() -> Any:

@@ -191,4 +191,18 @@ def default_generator(settings: ServeSettings, store: Store) -> Any:
             raise ConfigError("ADAPTUNE_GENERATOR=openai needs ADAPTUNE_OPENAI_BASE_URL.")
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         return OpenAIGenerator(settings.openai_base_url, settings.model or "base", key)
-    return LocalGenerator(model_path=settings.model, home=store.settings.home)
+    home = store.settings.home
+    if settings.generator == "llamacpp" or (
+        settings.generator == "auto" and _llamacpp_fits(settings)
+    ):
+        from adaptune.serve.llamacpp import LlamaCppGenerator
+
+        return LlamaCppGenerator(settings.gguf, home=home, model_path=settings.model)
+    return LocalGenerator(model_path=settings.model, home=home)
+
+
+def _llamacpp_fits(settings: ServeSettings) -> bool:
+    """``auto``: llama.cpp serves when installed and the base model exists as a GGUF."""
+    from adaptune.serve.llamacpp import available
+
+    return available() and (settings.gguf is not None or settings.model is None)

@@ -63,6 +63,9 @@ class TicketOut(BaseModel):
     similar: list[Similar]
     duplicate_of: int | None
     answer: AnswerOut | None
+    answer_error: str | None = Field(
+        None, description="Why no answer (or a fallback answer) was generated, when so."
+    )
     created_at: str
     feedback: list[dict[str, Any]] = Field(default_factory=list)
 

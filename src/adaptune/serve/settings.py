@@ -34,10 +34,17 @@ class ServeSettings(BaseModel):
         1_000_000, ge=1024, description="ADAPTUNE_MAX_BODY_BYTES: larger bodies get 413."
     )
     generator: str = Field(
-        "transformers",
-        pattern="^(transformers|openai|none)$",
-        description="ADAPTUNE_GENERATOR: transformers (in process), openai (an OpenAI-compatible "
-        "server such as vLLM with --enable-lora) or none (no generation).",
+        "auto",
+        pattern="^(auto|transformers|llamacpp|openai|none)$",
+        description="ADAPTUNE_GENERATOR: transformers (in process), llamacpp (in process, GGUF), "
+        "openai (an OpenAI-compatible server such as vLLM with --enable-lora), none (no "
+        "generation), or auto: llamacpp when it is installed and the model is a GGUF (the "
+        "default model or ADAPTUNE_GGUF), transformers otherwise.",
+    )
+    gguf: str | None = Field(
+        None,
+        description="ADAPTUNE_GGUF: base model GGUF for llamacpp (default: the bundled model); "
+        "ADAPTUNE_MODEL then names the matching Hugging Face folder for the tokenizer.",
     )
     model: str | None = Field(
         None, description="ADAPTUNE_MODEL: base model path or id (default: the bundled model)."
@@ -60,7 +67,7 @@ class ServeSettings(BaseModel):
         2, ge=0, le=10, description="ADAPTUNE_CONTEXT_K: resolved issues put in the prompt."
     )
     duplicate_threshold: float = Field(
-        0.9, ge=0.0, le=1.0, description="ADAPTUNE_DUPLICATE_THRESHOLD: cosine for duplicate_of."
+        0.85, ge=0.0, le=1.0, description="ADAPTUNE_DUPLICATE_THRESHOLD: cosine for duplicate_of."
     )
     cors_origins: tuple[str, ...] = Field(
         (), description="ADAPTUNE_CORS_ORIGINS: comma-separated; empty keeps CORS closed."
@@ -90,6 +97,7 @@ _ENV = {
     "max_body_bytes": "ADAPTUNE_MAX_BODY_BYTES",
     "generator": "ADAPTUNE_GENERATOR",
     "model": "ADAPTUNE_MODEL",
+    "gguf": "ADAPTUNE_GGUF",
     "openai_base_url": "ADAPTUNE_OPENAI_BASE_URL",
     "openai_api_key": "ADAPTUNE_OPENAI_API_KEY",
     "max_new_tokens": "ADAPTUNE_MAX_NEW_TOKENS",

@@ -47,26 +47,30 @@ def route(state: Any, domain: str | None, repo: str | None) -> str:
     raise DomainError(f"Name the ticket's domain or repo: one of {', '.join(names)}.")
 
 
-def choose_arm(state: Any, domain: str) -> tuple[str, Any]:
-    """``(arm, AdapterVersion | None)``: candidate for the A/B share, else production, else base."""
+def choose_arm(state: Any, domain: str) -> tuple[str, Any, list[str]]:
+    """``(arm, AdapterVersion | None, warnings)``: the candidate for the A/B share, else
+    production; a version whose files are broken is skipped for the previous production one
+    (the last good adapter keeps serving), and the base model answers when none is usable."""
     from adaptune.registry import RegistryError, get
-    from adaptune.registry.aliases import alias_target
+    from adaptune.registry.aliases import alias_target, production_stack
 
     with state.store.begin() as conn:
         production = alias_target(conn, domain, "production")
         candidate = alias_target(conn, domain, "candidate")
+        earlier = production_stack(conn, domain)[::-1] if production else []
     share = state.settings.ab_share
     picks = []
     if candidate and share > 0 and random.random() < share:
         picks.append(("candidate", candidate))
-    if production:
-        picks.append(("production", production))
+    picks += [("production", v) for v in dict.fromkeys([production, *earlier]) if v]
+    warnings = []
     for arm, version in picks:
         try:
-            return arm, get(state.store, version)
+            return arm, get(state.store, version), warnings
         except RegistryError as exc:  # a broken version must not stop the service answering
             log.error("adapter %s (%s) unusable, falling back: %s", version, arm, exc)
-    return "base", None
+            warnings.append(f"adapter {version} is unusable ({exc}); answered with a fallback")
+    return "base", None, warnings
 
 
 def _question(title: str, body: str, labels: list[str]) -> tuple[str, dict]:
@@ -92,13 +96,16 @@ def answer(state: Any, ticket: Any, client: str | None) -> dict[str, Any]:
     domain = route(state, ticket.domain, ticket.repo)
     settings = state.settings
     index = state.index(domain)
-    similar = index.search(f"{ticket.title}\n\n{ticket.body}", k=settings.similar_k)
+    from adaptune.triage import ticket_question
+
+    text = ticket_question(ticket.title, ticket.body)  # what stored issues were indexed by
+    similar = index.search(text, k=settings.similar_k)
     duplicate_of = index.duplicate_of(similar, settings.duplicate_threshold)
-    question, facts = _question(ticket.title, ticket.body, ticket.labels)
     classifier = state.triage(domain)
-    triage = classifier.predict([question])[0] if classifier is not None else None
+    triage = classifier.predict([text])[0] if classifier is not None else None
     out_answer, error = None, None
     if ticket.generate and state.generator is not None:
+        question, facts = _question(ticket.title, ticket.body, ticket.labels)
         out_answer, error = _generate(state, domain, ticket, question, facts, similar)
     row = {
         "id": uuid.uuid4().hex,
@@ -129,7 +136,7 @@ def _generate(
 ) -> tuple[dict | None, str | None]:
     from adaptune.serve.generator import GenerationError, Request
 
-    arm, version = choose_arm(state, domain)
+    arm, version, warnings = choose_arm(state, domain)
     k = state.settings.context_k
     context = tuple((h["title"], h["solution"]) for h in similar if h.get("solution"))[:k]
     request = Request(
@@ -144,7 +151,7 @@ def _generate(
         got = state.generator.generate(request)
     except GenerationError as exc:
         log.error("generation failed for domain %s (%s): %s", domain, arm, exc)
-        return None, str(exc)
+        return None, "; ".join([*warnings, str(exc)])
     state.metrics.generated_tokens.inc(got.tokens)
     state.metrics.generation_seconds.inc(got.seconds)
     return {
@@ -152,7 +159,7 @@ def _generate(
         "adapter_version": request.adapter_version,
         "arm": arm,
         "latency_ms": round(got.seconds * 1000, 1),
-    }, None
+    }, "; ".join(warnings) or None
 
 
 def _public(hit: dict) -> dict:
