@@ -208,3 +208,21 @@ def test_build_and_refresh_on_postgres(workspace) -> None:
             assert numbers(index.search("memory leak with image columns", k=1)) == [2]
         finally:
             store.close()
+
+
+def test_search_results_never_carry_a_secret_in_clear(store):
+    from adaptune.memory.embed import default_embedder
+    from adaptune.memory.issues import load_or_build_index
+    from adaptune.store.domains import ensure_domain
+    from adaptune.store.issues import upsert_issues
+    from adaptune.types import Issue
+
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    issue = Issue("github", "o/r", 1, f"token {token} leaks", "body", "open", now, now)
+    with store.begin() as conn:
+        ensure_domain(conn, "github", "o/r")
+        upsert_issues(conn, [issue])
+    index = load_or_build_index(store, "r", default_embedder())
+    hits = index.search("token leaks", k=1)
+    assert hits and token not in str(hits)

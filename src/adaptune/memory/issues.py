@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import select, tuple_
 
 from adaptune.dataset.artifacts import DatasetError, iter_examples, latest_build
+from adaptune.dataset.scrub import scrub
 from adaptune.dataset.tasks import issue_ref, question_text
 from adaptune.memory.embed import Embedder
 from adaptune.store import Store, schema
@@ -218,7 +219,9 @@ class IssueIndex:
     def _payload(self, issue: Issue) -> dict:
         return {
             "number": issue.number,
-            "title": issue.title,
+            # Scrubbed like every dataset text: a ticket's answer never echoes another issue's
+            # secret or e-mail address in clear.
+            "title": scrub(issue.title),
             "url": issue.url,
             "state": issue.state,
             "solution": self._solutions.get(issue_ref(issue)),
