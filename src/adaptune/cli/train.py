@@ -65,14 +65,17 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Random seed (runs are deterministic)."),
     domain: str | None = typer.Option(None, "--domain", help="Domain (default: the only one)."),
     as_json: bool = typer.Option(False, "--json", help="Print the new version as JSON."),
+    track: str | None = typer.Option(None, "--track", help="Log the run to: mlflow."),
 ) -> None:
     """Train a LoRA adapter on one window (from the previous adapter with replay, by default)."""
     from transformers.utils import logging as hf_logging
 
     from adaptune.pipeline import plan, run_iteration
     from adaptune.store import open_store
+    from adaptune.track import check_kind, log_version, step_logger, tracking
     from adaptune.train import TrainConfig
 
+    check_kind(track)
     hf_logging.disable_progress_bar()  # our own bar says what is happening
     _init_distributed()
     store = open_store()
@@ -95,8 +98,14 @@ def train(
     )
     start = the_plan.parent.version if the_plan.parent else "the base model"
     err.print(f"{the_plan.domain}: {strategy} on window {the_plan.window} from {start}")
-    with _bar() as update:
-        version = run_iteration(store, the_plan, config, resume=resume, progress=update)
+    named = f"{the_plan.window} {strategy}"
+    with tracking(track, the_plan.domain, named, store.settings.home) as run, _bar() as update:
+        run.log_params({**config.to_dict(), "context": context, "parent": start})
+        version = run_iteration(
+            store, the_plan, config, resume=resume, progress=step_logger(run, update)
+        )
+        if version is not None:
+            log_version(run, version)
     if version is None:  # another rank of a distributed run registers the adapter
         return
     if as_json:

@@ -31,6 +31,7 @@ from adaptune.errors import ConfigError
 from adaptune.pipeline import CONTEXTS, Plan, plan
 from adaptune.store import Store
 from adaptune.store.domains import resolve_domain
+from adaptune.track import Tracker, check_kind, log_version, step_logger, tracking
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class LoopParams:
     """The job's id: makes a retried job find its adapter instead of training twice."""
     seed: int = 0
     """Seed of training and of the held-out sample."""
+    track: str | None = None
+    """``mlflow`` logs the run (config, per-step loss, gate metrics, adapter); ``None``: off."""
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
@@ -77,6 +80,7 @@ class LoopParams:
             raise ConfigError("Job parameter eval_windows must be at least 1 (or null for all).")
         if not math.isfinite(self.tolerance):
             raise ConfigError("Job parameter tolerance must be a finite number (e.g. 0.02).")
+        check_kind(self.track)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> LoopParams:
@@ -129,12 +133,15 @@ def train_job(
         build_id=data.build_id,
     )
     lm, tokenizer, info = load_base(p.model, store.settings.home)
-    if done is None:
-        base_hash = _base_hash(the_plan.parent, info, lm)
-        done = _train(store, the_plan, p, (lm, tokenizer, info.id, base_hash), say)
-    record = _decide(the_plan, done, production, p, (lm, tokenizer), say)
-    record["build"] = data.build_id
-    done = _record(store, done, record)
+    with tracking(p.track, name, f"job {p.job_id}", store.settings.home) as run:
+        run.set_tags({"adaptune.job_id": p.job_id})
+        if done is None:
+            base_hash = _base_hash(the_plan.parent, info, lm)
+            done = _train(store, the_plan, p, (lm, tokenizer, info.id, base_hash), say, run)
+        record = _decide(the_plan, done, production, p, (lm, tokenizer), say)
+        record["build"] = data.build_id
+        done = _record(store, done, record)
+        log_version(run, done)
     return _summary(done, record)
 
 
@@ -168,7 +175,9 @@ def _base_hash(parent: Any, info: Any, lm: Any) -> str:
     )
 
 
-def _train(store: Store, the_plan: Plan, p: LoopParams, base: tuple, say: Callable) -> Any:
+def _train(
+    store: Store, the_plan: Plan, p: LoopParams, base: tuple, say: Callable, run: Tracker
+) -> Any:
     """Train the plan's window and register the adapter with the job's id."""
     from adaptune.registry import register
     from adaptune.train import CheckpointError, TrainConfig, train
@@ -193,9 +202,11 @@ def _train(store: Store, the_plan: Plan, p: LoopParams, base: tuple, say: Callab
         run_dir = run_dir.parent / ("job-" + re.sub(r"[^\w.-]", "_", p.job_id))
     say(f"training {the_plan.window} from {parent.version if parent else 'the base model'}")
 
-    def step(pr: Any) -> None:
+    def say_step(pr: Any) -> None:
         say(f"step {pr.step}/{pr.total_steps} loss {pr.loss:.3f}")
 
+    run.log_params({**config.to_dict(), "context": the_plan.context, "job_id": p.job_id})
+    step = step_logger(run, say_step)
     args = (the_plan.examples, config, run_dir, parent.path if parent else None, lm, tokenizer)
     try:
         result = train(*args, progress=step, resume=p.job_id is not None)

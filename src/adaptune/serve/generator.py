@@ -102,8 +102,11 @@ class LocalGenerator:
         from adaptune.train.model import load_base
 
         started = time.perf_counter()
-        self._base, self._tokenizer, info = load_base(self._model_path, self._home or Path("."))
-        log.info("loaded base model %s in %.1f s", info.model_id, time.perf_counter() - started)
+        try:
+            self._base, self._tokenizer, info = load_base(self._model_path, self._home or Path("."))
+        except (AdaptuneError, OSError) as exc:  # a bad ADAPTUNE_MODEL must not fail tickets
+            raise GenerationError(f"The base model could not be loaded: {exc}") from None
+        log.info("loaded base model %s in %.1f s", info.id, time.perf_counter() - started)
 
     def preload(self, version: str, path: Path) -> None:
         """Load an adapter ahead of its first request (after a promotion)."""
@@ -202,6 +205,7 @@ class OpenAIGenerator:
         self.base_model = base_model
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=timeout, headers=headers)
+        self._loaded: set[str] = set()
 
     def ready(self) -> bool:
         """Whether the server answers ``GET /models``."""
@@ -210,8 +214,30 @@ class OpenAIGenerator:
         except httpx.HTTPError:
             return False
 
+    def preload(self, version: str, path: Path) -> None:
+        """Ask the server to load an adapter at run time (vLLM with
+        ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=true``: ``POST /v1/load_lora_adapter``); the path must
+        be readable by the server. An adapter it already has is fine."""
+        body = {"lora_name": version, "lora_path": str(path)}
+        try:
+            resp = self._client.post(f"{self.base_url}/load_lora_adapter", json=body)
+        except httpx.HTTPError as exc:
+            raise GenerationError(
+                f"The generation server {self.base_url} is unreachable: {exc}"
+            ) from None
+        if resp.status_code != 200 and "already" not in resp.text.lower():
+            raise GenerationError(
+                f"The generation server refused to load adapter {version} "
+                f"({resp.status_code}): {resp.text[:200]}"
+            )
+        self._loaded.add(version)
+
     def generate(self, request: Request) -> Answer:
-        """One chat completion, greedy, with the prompt the adapters were trained on."""
+        """One chat completion, greedy, with the prompt the adapters were trained on; an adapter
+        the server does not have yet is loaded first."""
+        version = request.adapter_version
+        if version and version not in self._loaded and request.adapter_path is not None:
+            self.preload(version, request.adapter_path)
         from adaptune.train.format import build_messages
 
         body = {
