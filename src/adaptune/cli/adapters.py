@@ -143,14 +143,15 @@ def export_cmd(
     version: str = typer.Argument(..., help="Version (or alias) to export."),
     to: Path = typer.Option(..., "--to", help="New or empty folder to write."),
     merged: bool = typer.Option(False, "--merged", help="Merge the LoRA into the base model."),
-    fmt: str = typer.Option("peft", "--format", help="peft or vllm."),
+    fmt: str = typer.Option("peft", "--format", help="peft, vllm or gguf (llama.cpp LoRA)."),
+    base_gguf: Path = typer.Option(None, "--base-gguf", help="gguf: the base model's GGUF."),
     domain: str | None = DomainOpt,
 ) -> None:
-    """Export a version for PEFT or vLLM, or as a full merged model."""
+    """Export a version for PEFT, vLLM or llama.cpp, or as a full merged model."""
     from adaptune.registry import export, resolve
 
     store = _store()
     rec = resolve(store, domain, version)
-    path = export(store, rec.version, to, merged=merged, format=fmt)  # type: ignore[arg-type]
+    path = export(store, rec.version, to, merged=merged, format=fmt, base_gguf=base_gguf)  # type: ignore[arg-type]
     kind = "merged model" if merged else f"{fmt} adapter"
     out.print(f"exported {rec.version} as a {kind} to {path}")

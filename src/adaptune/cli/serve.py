@@ -13,7 +13,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     generator: str = typer.Option(
-        None, "--generator", help="transformers, openai or none (default: ADAPTUNE_GENERATOR)."
+        None,
+        "--generator",
+        help="auto (llama.cpp when installed, else transformers), transformers, llamacpp, "
+        "openai or none (default: ADAPTUNE_GENERATOR, else auto).",
     ),
     model: str = typer.Option(None, "--model", help="Base model path or id (ADAPTUNE_MODEL)."),
     warm: bool = typer.Option(

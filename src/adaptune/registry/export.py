@@ -33,7 +33,7 @@ from adaptune.store import Store
 
 log = logging.getLogger(__name__)
 
-ExportFormat = Literal["peft", "vllm"]
+ExportFormat = Literal["peft", "vllm", "gguf"]
 BaseLoader = Callable[[str], tuple[Any, Any]]
 """``load_base(base_model) -> (model, tokenizer)``; the tokenizer may be ``None``."""
 
@@ -48,16 +48,18 @@ def export(
     merged: bool = False,
     format: ExportFormat = "peft",
     load_base: BaseLoader | None = None,
+    base_gguf: Path | None = None,
 ) -> Path:
     """Write ``version`` to the new (or empty) folder ``to`` and return it.
 
     ``format`` ``peft`` copies the adapter files and the manifest; ``vllm`` also writes a hub
     base-model id into ``adapter_config.json``. ``merged`` instead saves the base model (from
     ``load_base``, default :func:`default_loader`) with the LoRA merged in; the format does not
-    matter then, since PEFT, transformers and vLLM all load a full model.
+    matter then, since PEFT, transformers and vLLM all load a full model. ``gguf`` writes
+    ``adapter.gguf``, a llama.cpp LoRA for ``base_gguf`` (default: the bundled model's GGUF).
     """
-    if format not in ("peft", "vllm"):
-        raise RegistryError(f"Unknown export format '{format}'; use peft or vllm.")
+    if format not in ("peft", "vllm", "gguf"):
+        raise RegistryError(f"Unknown export format '{format}'; use peft, vllm or gguf.")
     rec = get(store, version)
     if sha256_file(rec.path / WEIGHTS) != rec.weights_sha256:
         raise RegistryError(
@@ -69,6 +71,8 @@ def export(
     try:
         if merged:
             _write_merged(rec, tmp, load_base or default_loader)
+        elif format == "gguf":
+            _write_gguf(rec, tmp, base_gguf)
         else:
             _write_adapter(rec, tmp, format)
         if target.exists():
@@ -107,6 +111,22 @@ def _write_adapter(rec: AdapterVersion, tmp: Path, format: ExportFormat) -> None
                 log.warning("%s sets %s, which vLLM may refuse to serve", rec.version, key)
         write_json_atomic(tmp / CONFIG, config)
     write_json_atomic(tmp / MANIFEST, _export_manifest(rec, format))
+
+
+def _write_gguf(rec: AdapterVersion, tmp: Path, base_gguf: Path | None) -> None:
+    from adaptune.registry.gguf_lora import convert
+
+    if base_gguf is None:
+        from adaptune.train.model import DEFAULT_ID, GGUF_FILE, gguf_folder
+
+        if rec.base_model != DEFAULT_ID:
+            raise RegistryError(
+                f"{rec.version} was trained on {rec.base_model}; pass the GGUF file of that "
+                "model (--base-gguf) to export it for llama.cpp."
+            )
+        base_gguf = gguf_folder() / GGUF_FILE
+    convert(rec.path, base_gguf, tmp / "adapter.gguf")
+    write_json_atomic(tmp / MANIFEST, _export_manifest(rec, "gguf"))
 
 
 def _write_merged(rec: AdapterVersion, tmp: Path, load_base: BaseLoader) -> None:
