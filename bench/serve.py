@@ -7,8 +7,8 @@
    bodies, sequentially and from 8 concurrent clients, beside the named baseline: ``GET
    /healthz`` on the same server (the HTTP floor). Goal: p95 < 50 ms.
 2. Generation: tickets with ``generate: true`` on the default model (SmolLM2-135M), tokens/s
-   through the service, beside the baseline of plain transformers ``generate()`` on the same
-   prompts in this process.
+   through the service with each backend (transformers, and llama.cpp when installed), beside
+   the baseline of plain transformers ``generate()`` on the same prompts in this process.
 
 Writes ``bench/results/serve.json``.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import json
 import os
 import platform
@@ -82,7 +83,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(env: dict, port: int, timeout: float = 600) -> subprocess.Popen:
+def start(env: dict, port: int, timeout: float = 1800) -> subprocess.Popen:
     """Start ``adaptune serve`` and wait for /readyz."""
     proc = subprocess.Popen(
         [
@@ -296,19 +297,28 @@ def main() -> None:
         for name, s in lat.items():
             print(f"{name:28}{s['p50_ms']:>9.1f}{s['p95_ms']:>9.1f}")
         if not args.no_gen:
-            env["ADAPTUNE_GENERATOR"] = "transformers"
-            port = free_port()
-            proc = start(env, port)
-            try:
-                served = generation(port, queries, args.gen_tickets, args.max_new_tokens)
-            finally:
-                proc.terminate()
-                proc.wait(30)
-            plain = plain_generate(home, queries, args.gen_tickets, args.max_new_tokens)
-            result["generation"] = {"service": served, "plain_transformers_baseline": plain}
+            gen = {}
+            backends = ["transformers"]
+            if importlib.util.find_spec("llama_cpp") is not None:
+                backends.append("llamacpp")
+            for backend in backends:
+                env["ADAPTUNE_GENERATOR"] = backend
+                port = free_port()
+                proc = start(env, port)
+                try:
+                    gen[f"service_{backend}"] = generation(
+                        port, queries, args.gen_tickets, args.max_new_tokens
+                    )
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
+            gen["plain_transformers_baseline"] = plain_generate(
+                home, queries, args.gen_tickets, args.max_new_tokens
+            )
+            result["generation"] = gen
             print(
-                f"generation tokens/s: service {served['tokens_per_s']}, "
-                f"plain transformers {plain['tokens_per_s']}"
+                "generation tokens/s: "
+                + ", ".join(f"{k} {v['tokens_per_s']}" for k, v in gen.items())
             )
     out = ROOT / "bench/results/serve.json"
     out.parent.mkdir(exist_ok=True)
