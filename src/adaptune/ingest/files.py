@@ -57,6 +57,8 @@ def _iter_lines(path: Path, fh: BinaryIO) -> Iterator[tuple[str, Any]]:
             yield where, Rejection(where, f"invalid UTF-8 at byte {exc.start}")
         except json.JSONDecodeError as exc:
             yield where, Rejection(where, f"malformed JSON ({exc.msg} at column {exc.colno})")
+        except RecursionError:
+            yield where, Rejection(where, "JSON nested too deeply to be an issue")
 
 
 def _iter_array(path: Path, fh: BinaryIO) -> Iterator[tuple[str, Any]]:
@@ -70,6 +72,8 @@ def _iter_array(path: Path, fh: BinaryIO) -> Iterator[tuple[str, Any]]:
             f"{path}: malformed JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
             "nothing stored."
         ) from None
+    except RecursionError:
+        raise IngestError(f"{path}: JSON nested too deeply; nothing stored.") from None
     if not isinstance(items, list):
         raise IngestError(f"{path}: expected a JSON array or JSON lines, got an object.")
     for index, item in enumerate(items):

@@ -159,6 +159,8 @@ def parse_object(raw: bytes) -> dict[str, Any]:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise WebhookError(400, f"The body is not JSON: {exc.msg} at line {exc.lineno}.") from None
+    except RecursionError:  # deeply nested arrays or objects: no real payload looks like this
+        raise WebhookError(400, "The body's JSON is nested too deeply.") from None
     if not isinstance(payload, dict):
         raise WebhookError(400, f"The body is a JSON {type(payload).__name__}, not an object.")
     return payload

@@ -127,7 +127,7 @@ def train_job(
         store,
         name,
         "adaptive",
-        None,
+        _newest_trainable(store, name, data.build_id),
         p.context,
         parent=f"{name}:{production.version}" if production else None,
         build_id=data.build_id,
@@ -143,6 +143,17 @@ def train_job(
         done = _record(store, done, record)
         log_version(run, done)
     return _summary(done, record)
+
+
+def _newest_trainable(store: Store, domain: str, build_id: str) -> str | None:
+    """The newest window with training examples (a window holding only a held-out correction,
+    say, has nothing to train on: its examples are still measured by the gate)."""
+    from adaptune.dataset.artifacts import find_build, iter_examples, read_manifest
+
+    folder = find_build(store.settings.home, domain, build_id)
+    order = [w["name"] for w in read_manifest(folder)["tasks"]["qa"]["windows"]]
+    trainable = {e.window for e in iter_examples(folder, "qa") if e.split == "train"}
+    return next((w for w in reversed(order) if w in trainable), None)
 
 
 def _job_version(versions: Sequence[Any], job_id: str | None) -> Any:

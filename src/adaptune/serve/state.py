@@ -40,6 +40,7 @@ class ServiceState:
         self._triage: dict[str, tuple[str | None, Any, float]] = {}
         self._lock = threading.RLock()
         self._domain_locks: dict[str, threading.Lock] = {}
+        self._index_checked: dict[str, float] = {}
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         self.metrics = Metrics()
         self.started_at = time.time()
@@ -62,6 +63,7 @@ class ServiceState:
         """The domain's similar-issue index (loaded or built on first use)."""
         found = self.indexes.get(domain)
         if found is not None:
+            self._follow_builds(domain, found)
             return found
         with self._domain_lock(domain):
             if domain not in self.indexes:
@@ -69,6 +71,19 @@ class ServiceState:
 
                 self.indexes[domain] = load_or_build_index(self.store, domain, self.embedder)
             return self.indexes[domain]
+
+    def _follow_builds(self, domain: str, index: Any) -> None:
+        """Every ``RELOAD_S``: when a newer dataset build exists (the worker or ``adaptune build``
+        made it), take in its fixes and the issues stored meanwhile, so ``similar[].solution``
+        is current without a restart."""
+        now = time.monotonic()
+        if now - self._index_checked.setdefault(domain, now) < RELOAD_S:
+            return
+        self._index_checked[domain] = now
+        if self._latest_build(domain) == getattr(index, "build", None):
+            return
+        with self._domain_lock(domain):
+            index.refresh(self.store)
 
     def triage(self, domain: str) -> Any:
         """The domain's triage classifier, or ``None`` when it has too few labels to learn."""

@@ -167,15 +167,27 @@ def _public(hit: dict) -> dict:
     return {k: (round(float(hit[k]), 4) if k == "score" else hit.get(k)) for k in keys}
 
 
+def _json(row: dict, column: str, default: Any) -> Any:
+    """A JSON column's value; a corrupt one is logged and read as ``default`` (never a 500)."""
+    text = row[column]
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        log.warning("ticket %s: column %s is not JSON; shown as empty", row["id"], column)
+        return default
+
+
 def _shape(row: dict) -> dict[str, Any]:
     created = row["created_at"]
     return {
         "id": row["id"],
         "domain": row["domain"],
-        "triage": json.loads(row["triage"]) if row["triage"] else None,
-        "similar": json.loads(row["similar"]),
+        "triage": _json(row, "triage", None),
+        "similar": _json(row, "similar", []),
         "duplicate_of": row["duplicate_of"],
-        "answer": json.loads(row["answer"]) if row["answer"] else None,
+        "answer": _json(row, "answer", None),
         "created_at": created.isoformat() if hasattr(created, "isoformat") else created,
     }
 

@@ -15,9 +15,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem},
     403: {"model": Problem},
     404: {"model": Problem},
+    409: {"model": Problem},
     413: {"model": Problem},
     422: {"model": Problem},
     429: {"model": Problem},
+    503: {"model": Problem},
 }
 
 
