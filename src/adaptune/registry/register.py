@@ -8,6 +8,7 @@ never holds a row without a folder or a folder without a row.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -81,12 +82,23 @@ def register(
         "cost": _plain(cost, "cost"),
         "metrics": _plain(metrics, "metrics"),
     }
-    staged = stage_copy(source, adapters_root(store.settings.home))
+    root = adapters_root(store.settings.home)
+    staged = None
     try:
+        staged = stage_copy(source, root)
         facts["weights_sha256"] = sha256_file(staged / WEIGHTS)
         rec = _publish(store, staged, domain, parent, facts)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise RegistryError(
+            f"No space left under {root} to register the adapter ({exc.strerror}); nothing "
+            "was registered and the current versions are untouched. Free some space (old "
+            "runs in ADAPTUNE_HOME/runs, `adaptune adapters delete`) and register again."
+        ) from None
     finally:
-        shutil.rmtree(staged, ignore_errors=True)
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
     log.info("registered %s from %s", rec.version, source)
     if move:
         shutil.rmtree(source, ignore_errors=True)

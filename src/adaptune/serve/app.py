@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from adaptune import __version__
 from adaptune.errors import AdaptuneError, ConfigError, DomainError, StoreError
@@ -107,6 +108,16 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # A full disk or a lost database server: nothing half-written, say so plainly.
+        reason = getattr(exc, "orig", None) or exc.__class__.__name__
+        log.error("database error on %s: %s", request.url.path, reason)
+        return JSONResponse(
+            {"detail": f"The database refused the request ({reason}); nothing was stored."},
+            status_code=503,
+        )
 
     @app.exception_handler(AdaptuneError)
     async def known(request: Request, exc: AdaptuneError) -> JSONResponse:
