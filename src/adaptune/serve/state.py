@@ -161,7 +161,8 @@ class ServiceState:
         except Exception as exc:  # the point of readiness is to report, not to raise
             log.warning("readiness: database unavailable: %s", exc)
             return {"ready": False, "database": False, "indexes": {}, "model": False}
-        indexes = {d: d in self.indexes for d in domains}
+        # A domain is ready once its index is built and its triage classifier trained or loaded.
+        indexes = {d: d in self.indexes and d in self._triage for d in domains}
         model = self.generator is None or bool(self.generator.ready())
         ready = database and all(indexes.values()) and model
         return {"ready": ready, "database": database, "indexes": indexes, "model": model}
