@@ -92,5 +92,5 @@ def test_export_writes_a_vllm_adapter(lineage, tmp_path):
     config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "org/tiny"
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
-    bad = invoke("export", "vllm-v2", "--to", str(tmp_path / "x"), "--format", "gguf", ok=False)
+    bad = invoke("export", "vllm-v2", "--to", str(tmp_path / "x"), "--format", "onnx", ok=False)
     assert "Unknown export format" in str(bad.exception)

@@ -417,7 +417,7 @@ def test_openai_generator_against_llama_cpp_server(
         ],
     }
     (tmp_path / "server.json").write_text(json.dumps(config))
-    env = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+    env = {**_server_env(), "OMP_WAIT_POLICY": "passive"}
     cmd = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(tmp_path / "server.json")]
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -461,3 +461,12 @@ def test_base_gguf_holds_the_permuted_q_k_rows(real: dict, base_gguf: Path) -> N
         t = tensors[f"blk.3.{name}.weight"]
         gguf = dequantize(t.data, t.tensor_type).reshape(hf.shape)
         np.testing.assert_array_equal(gguf, permute_rows(hf, heads) if heads else hf)
+
+
+def _server_env() -> dict[str, str]:
+    """The environment without variables llama_cpp.server's settings would read as their own
+    (pydantic-settings maps e.g. CACHE, MODEL or PORT onto its fields and refuses bad values)."""
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    fields = {*ModelSettings.model_fields, *ServerSettings.model_fields}
+    return {k: v for k, v in os.environ.items() if k.lower() not in fields}
