@@ -168,6 +168,25 @@ def test_planted_secrets_never_leave_the_raw_store(store, tmp_path, caplog, monk
     assert any(s["solution"] for s in out["similar"]), out["similar"]
     assert generator.requests and any(r.context for r in generator.requests)
     export(store, job["version"], store.settings.home / "exports" / "prod")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from adaptune.pipeline.compare import CompareConfig, compare
+
+    small = CompareConfig(
+        first=1,
+        last=2,
+        max_steps=1,
+        batch_size=2,
+        max_len=256,
+        heldout_per_window=2,
+        ranking_examples=2,
+        probes_per_window=1,
+    )
+    lm, tok = AutoModelForCausalLM.from_pretrained(tiny), AutoTokenizer.from_pretrained(tiny)
+    with one_thread():
+        _, report_dir = compare(store, "r", small, model=lm, tokenizer=tok)
+    report = (report_dir / "report.html").read_text()
+    assert "<html" in report and _leaks(report) == [], "the HTML report shows a secret"
 
     assert _leaks(json.dumps(out)) == [] and _leaks(again.text) == [], "answer or similar leaks"
     assert _leaks(page.text) == [], "the dashboard shows a secret"
