@@ -136,3 +136,12 @@ def test_job_parameters_are_checked() -> None:
         LoopParams.from_params({"context": "maybe"})
     with pytest.raises(ConfigError, match="heldout_per_window"):
         LoopParams.from_params({"heldout_per_window": 0})
+
+
+def test_promote_false_leaves_a_passing_version_for_the_caller():
+    from adaptune.pipeline.loop import LoopParams, _alias
+
+    assert _alias({"passed": True}) == "production"
+    assert _alias({"passed": True, "auto_promote": False}) == "candidate"
+    assert _alias({"passed": False, "auto_promote": True}) == "candidate"
+    assert LoopParams.from_params({"promote": False}).promote is False

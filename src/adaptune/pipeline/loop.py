@@ -62,6 +62,8 @@ class LoopParams:
     """How many of the newest windows are measured (``None``: all)."""
     tolerance: float = 0.02
     """Relative NLL regression forgiven on an older window (0.02 = 2 %)."""
+    promote: bool = True
+    """``False``: a passing gate leaves the version ``candidate`` for the caller to promote."""
     checkpoint_every: int = 50
     """Optimizer steps between checkpoints (a retried job resumes from the last)."""
     job_id: str | None = None
@@ -140,6 +142,7 @@ def train_job(
             done = _train(store, the_plan, p, (lm, tokenizer, info.id, base_hash), say, run)
         record = _decide(the_plan, done, production, p, (lm, tokenizer), say)
         record["build"] = data.build_id
+        record["auto_promote"] = p.promote
         done = _record(store, done, record)
         log_version(run, done)
     return _summary(done, record)
@@ -303,7 +306,14 @@ def _record(store: Store, version: Any, record: dict[str, Any]) -> Any:
     from adaptune.registry import promote, set_metrics
 
     set_metrics(store, version.version, {"answer_nll": record["candidate"], "gate": record})
-    return promote(store, version.version, "production" if record["passed"] else "candidate")
+    return promote(store, version.version, _alias(record))
+
+
+def _alias(record: Mapping[str, Any]) -> str:
+    """The alias a decision earns: production when the gate passed and the job may promote."""
+    return (
+        "production" if record.get("passed") and record.get("auto_promote", True) else "candidate"
+    )
 
 
 def _reapply(store: Store, version: Any) -> None:
@@ -314,7 +324,7 @@ def _reapply(store: Store, version: Any) -> None:
     """
     from adaptune.registry import list_versions, promote
 
-    alias = "production" if version.metrics["gate"].get("passed") else "candidate"
+    alias = _alias(version.metrics["gate"])
     newest = list_versions(store, version.domain)[-1]
     if newest.version == version.version and alias not in version.aliases:
         promote(store, version.version, alias)
@@ -322,15 +332,15 @@ def _reapply(store: Store, version: Any) -> None:
 
 def _summary(version: Any, record: Mapping[str, Any]) -> dict[str, Any]:
     """The job's result, as the worker stores it and the API returns it."""
-    passed = bool(record.get("passed"))
+    alias = _alias(record)
     return {
         "domain": version.domain,
         "version": version.version,
         "parent": version.parent,
         "window": version.window,
         "build": record.get("build"),
-        "promoted": passed,
-        "alias": "production" if passed else "candidate",
+        "promoted": alias == "production",
+        "alias": alias,
         "gate": dict(record),
         "cost": dict(version.cost),
     }

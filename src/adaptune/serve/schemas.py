@@ -104,6 +104,9 @@ class TrainJobIn(BaseModel):
     epochs: float | None = Field(None, gt=0, le=100)
     model: str | None = Field(None, max_length=500)
     tolerance: float | None = Field(None, ge=-1, le=1)
+    promote: bool | None = Field(
+        None, description="false: a passing gate leaves the version candidate for you to promote"
+    )
 
 
 class JobOut(BaseModel):
