@@ -43,3 +43,30 @@ def shared_file(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the real data lives in ../shared/data (see its README)")
     return path
+
+
+@pytest.fixture(scope="module")
+def pg_admin() -> Iterator[str]:
+    """The admin URL of a throw-away PostgreSQL cluster, or skip with the reason."""
+    from pg_cluster import cluster, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_store(pg_admin: str, workspace: Path):
+    """A migrated store in a fresh database of the throw-away cluster."""
+    import uuid
+
+    from adaptune.config import load_settings
+    from adaptune.store import open_store
+    from pg_cluster import fresh_database
+
+    url = fresh_database(pg_admin, f"t_{uuid.uuid4().hex[:12]}")
+    s = open_store(load_settings(database_url=url))
+    yield s
+    s.close()

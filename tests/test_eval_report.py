@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import pytest
 
 from adaptune.evaluate.plots import fmt3
 from adaptune.evaluate.report import build_context, ci_text, render_report
+from browser import chromium, screenshot
 
 SECTIONS = (
     "summary",
@@ -235,29 +234,10 @@ def test_partial_metrics_render_with_notes(tmp_path: Path) -> None:
     assert "confusion matrix: " in html
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(
-    _chromium() is None, reason="needs Debian's chromium (apt-get install chromium)"
-)
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (apt-get install chromium)")
 def test_headless_chromium_screenshot(report: tuple[Path, str], tmp_path: Path) -> None:
     png = tmp_path / "report.png"
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
-    args = [_chromium(), *flags, f"--screenshot={png}", "--window-size=1280,4000"]
-    subprocess.run([*args, report[0].as_uri()], capture_output=True, timeout=60, check=False)
+    screenshot(report[0], png, "1280,4000", tmp_path / "profile")
     assert png.exists(), "chromium wrote no screenshot"
     assert png.stat().st_size > 50_000, "the screenshot is too small to hold the report"
     image = pytest.importorskip("PIL.Image")

@@ -6,7 +6,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,7 +27,7 @@ from adaptune.jobs import (
 from adaptune.notify import deliver_due, notify
 from adaptune.store import Store, open_store, schema
 from adaptune.store.domains import add_domain
-from pg_cluster import cluster, fresh_database, unavailable_reason
+from pg_cluster import fresh_database
 
 
 def test_a_job_goes_from_queued_to_succeeded(store):
@@ -181,15 +180,6 @@ def _exactly_once(store: Store, n_jobs: int = 40, n_workers: int = 4) -> list[li
 
 def test_concurrent_claims_take_each_job_once_on_sqlite(store):
     _exactly_once(store)
-
-
-@pytest.fixture(scope="module")
-def pg_admin() -> Iterator[str]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with cluster() as url:
-        yield url
 
 
 @pytest.mark.e2e

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 
-from adaptune.config import load_settings
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
-from adaptune.store import Store, open_store
+from adaptune.store import Store
 from adaptune.store.db import current_revision, head_revision
 from adaptune.store.domains import add_domain, resolve_domain
 from adaptune.store.issues import select_issues
 from conftest import shared_file
-from pg_cluster import cluster, fresh_database, unavailable_reason
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def pg_admin() -> Iterator[str]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with cluster() as url:
-        yield url
-
-
-@pytest.fixture
-def pg_store(pg_admin: str, workspace) -> Iterator[Store]:
-    url = fresh_database(pg_admin, f"t_{uuid.uuid4().hex[:12]}")
-    store = open_store(load_settings(database_url=url))
-    yield store
-    store.close()
 
 
 def test_migrations_run_on_postgres(pg_store: Store) -> None:

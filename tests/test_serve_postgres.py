@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 
-from adaptune.config import load_settings
 from adaptune.serve import create_app, serve_settings
 from adaptune.serve.generator import LocalGenerator
-from adaptune.store import Store, open_store
-from pg_cluster import cluster, fresh_database, unavailable_reason
+from adaptune.store import Store
 from serve_fixtures import AUTH, TOKEN, register_adapter, seed_store, tiny_pair
 from test_compare import rows
 from tiny_lora import ignore_peft_warning
 
 pytestmark = [pytest.mark.e2e, ignore_peft_warning]
-
-
-@pytest.fixture(scope="module")
-def pg_admin() -> Iterator[str]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with cluster() as url:
-        yield url
-
-
-@pytest.fixture
-def pg_store(pg_admin: str, workspace) -> Iterator[Store]:
-    url = fresh_database(pg_admin, f"s_{uuid.uuid4().hex[:12]}")
-    store = open_store(load_settings(database_url=url))
-    yield store
-    store.close()
 
 
 def test_the_service_end_to_end_on_postgres(pg_store: Store, tmp_path) -> None:

@@ -4,7 +4,6 @@ OpenAI-compatible generator against a real local HTTP server."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from adaptune.serve import create_app, serve_settings
 from adaptune.serve.generator import GenerationError, OpenAIGenerator, Request
+from browser import chromium, screenshot
 from local_server import LocalServer, Reply
 from serve_fixtures import AUTH, SECRET, TOKEN, register_adapter, seed_store, signed, tiny_pair
 from test_compare import rows
@@ -101,10 +101,6 @@ def test_adaptune_serve_runs_as_a_process(store, tmp_path, workspace):
     assert "Application shutdown complete" in log, log[-2000:]
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @ignore_peft_warning
 def test_dashboard_shows_lineage_arms_tickets_and_jobs(store, tmp_path):
     seed_store(store, tmp_path)
@@ -144,23 +140,10 @@ def test_dashboard_shows_lineage_arms_tickets_and_jobs(store, tmp_path):
         assert needle in html, needle
     path = tmp_path / "dashboard.html"
     path.write_text(html)
-    if _chromium() is None:
+    if chromium() is None:
         pytest.skip("needs Debian's chromium for the screenshot (apt-get install chromium)")
     png = tmp_path / "dashboard.png"
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
-    args = [_chromium(), *flags, f"--screenshot={png}", "--window-size=1280,1600"]
-    subprocess.run([*args, path.as_uri()], capture_output=True, timeout=60, check=False)
+    screenshot(path, png, "1280,1600", tmp_path / "profile")
     assert png.exists(), "chromium wrote no screenshot"
     image = pytest.importorskip("PIL.Image")
     with image.open(png) as shot:
