@@ -85,6 +85,8 @@ def free_port() -> int:
 
 def start(env: dict, port: int, timeout: float = 1800) -> subprocess.Popen:
     """Start ``adaptune serve`` and wait for /readyz."""
+    # stderr goes to a file: a pipe nobody reads would block the server once it fills
+    log = Path(tempfile.mkdtemp(prefix="adaptune-serve-")) / "stderr.log"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -98,13 +100,13 @@ def start(env: dict, port: int, timeout: float = 1800) -> subprocess.Popen:
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log.open("w"),
         text=True,
     )
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"adaptune serve exited: {proc.stderr.read()[-2000:]}")
+            raise SystemExit(f"adaptune serve exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
                 return proc
