@@ -99,6 +99,9 @@ def test_demo_runs_on_the_bundled_sample(workspace):
     assert "BWT" in proc.stdout and "style-control" in proc.stdout
     report = proc.stdout.rsplit("report:", 1)[1].split()[0]
     assert report.endswith("report.html") and os.path.exists(report)
+    with open(report.replace("report.html", "metrics.json")) as fh:
+        generation = json.load(fh)["generation"]
+    assert generation["examples"] == 3 and generation["backend"] in ("llamacpp", "transformers")
     data = json.loads(run("status", "--json").stdout)
     assert data["issues"] > 1000 and data["pull_requests"] > 300
     versions = json.loads(run("adapters", "list", "--json").stdout)

@@ -86,10 +86,20 @@ def test_compare_chains_measures_and_reports(store, tmp_path):
         "retrieval-baseline",
     } <= set(modes)
     assert modes["retrieval-baseline"]["rouge_l"][0] >= 0
+    # generated answers in every way to answer, on transformers (the tiny model has no GGUF)
+    assert metrics["generation"]["backend"] == "transformers"
+    assert metrics["generation"]["examples"] >= 6
+    for name in ("base", "base+retrieval", "adapter", "adapter+retrieval", "style-control"):
+        mean, lo, hi = modes[name]["embed_sim"]
+        assert lo <= mean <= hi and 0 <= modes[name]["rouge_l"][0] <= 1
+    sims = [p for p in metrics["paired"] if p["metric"] == "embed_sim"]
+    assert {(p["a"], p["b"]) for p in sims} >= {("adapter+retrieval", "retrieval-baseline")}
+    assert len(metrics["samples"]) == 6 and metrics["samples"][0]["reference"]
     assert metrics["paired"] and metrics["verdict"]
     assert len(metrics["memory_probes"]["adaptive"]["hit_rate_per_window"]) == 3
     html = (folder / "report.html").read_text()
     assert 'id="r-matrices"' in html and "data:image/png;base64" in html
+    assert html.count('<div class="sample">') == 6
     assert json.loads((folder / "metrics.json").read_text())["id"] == metrics["id"]
     versions = [v.version for v in list_versions(store)]
     adaptive = [v for v in list_versions(store) if v.strategy == "adaptive"]

@@ -14,7 +14,18 @@ import typer
 from rich.console import Console
 
 from adaptune import __version__
-from adaptune.cli import adapters, compare, dataset, demo, domains, ingest, serve, train, worker
+from adaptune.cli import (
+    adapters,
+    compare,
+    dataset,
+    demo,
+    domains,
+    evaluate,
+    ingest,
+    serve,
+    train,
+    worker,
+)
 from adaptune.errors import AdaptuneError
 
 err = Console(stderr=True)
@@ -31,6 +42,7 @@ app.add_typer(dataset.app, name="dataset")
 app.add_typer(adapters.app, name="adapters")
 app.command("status")(domains.status)
 app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
 app.command("compare")(compare.compare)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)

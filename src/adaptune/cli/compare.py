@@ -49,9 +49,10 @@ def summary_table(metrics: dict) -> Table:
 
 def modes_table(metrics: dict) -> Table:
     """The ways to answer: NLL and fix ranking with 95% CIs."""
-    table = Table("answer mode", "NLL", "fix acc@1", "fix MRR", "ROUGE-L (retrieval)")
+    keys = ("nll", "fix_acc1", "fix_mrr", "embed_sim", "rouge_l")
+    table = Table("answer mode", "NLL", "fix acc@1", "fix MRR", "answer sim", "ROUGE-L")
     for name, m in metrics["answer_modes"].items():
-        table.add_row(name, *(_ci(m.get(k)) for k in ("nll", "fix_acc1", "fix_mrr", "rouge_l")))
+        table.add_row(name, *(fmt_ci(m.get(k)) for k in keys))
     return table
 
 
@@ -60,7 +61,8 @@ def _mean(values: list) -> str:
     return f"{sum(vals) / len(vals):.3f}" if vals else "-"
 
 
-def _ci(ci: list | None) -> str:
+def fmt_ci(ci: list | None) -> str:
+    """``mean [lo, hi]`` of a ``[mean, lo, hi]`` interval, or ``-``."""
     if not ci or ci[0] is None or ci[0] != ci[0]:
         return "-"
     return f"{ci[0]:.3f} [{ci[1]:.3f}, {ci[2]:.3f}]"
@@ -74,11 +76,18 @@ def compare(
     ),
     windows: str = typer.Option("1-4", "--windows", help="FIRST-LAST (1-based)."),
     max_steps: int | None = typer.Option(12, "--max-steps", help="Steps per adapter."),
+    epochs: float | None = typer.Option(
+        None, "--epochs", help="Passes over each window's examples instead of --max-steps."
+    ),
     batch_size: int = typer.Option(4, "--batch-size", help="Packed rows per step."),
     max_len: int = typer.Option(512, "--max-len", help="Tokens per row / evaluated example."),
     heldout: int = typer.Option(24, "--heldout", help="Held-out examples measured per window."),
     ranking: int = typer.Option(16, "--ranking", help="Issues whose fix is ranked."),
     probes: int = typer.Option(8, "--probes", help="Memory probes per window (0: none)."),
+    generate: int = typer.Option(16, "--generate", help="Questions answered by generation."),
+    backend: str = typer.Option(
+        "auto", "--backend", help="auto (llama.cpp if installed), llamacpp or transformers."
+    ),
     context: str = typer.Option("retrieved", "--context", help="retrieved or none."),
     model: str | None = typer.Option(None, "--model", help="Base model path (default SmolLM2)."),
     no_control: bool = typer.Option(False, "--no-style-control", help="Skip the style control."),
@@ -97,7 +106,8 @@ def compare(
         strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
         first=first,
         last=last,
-        max_steps=max_steps,
+        max_steps=None if epochs else max_steps,
+        epochs=epochs or 1.0,
         batch_size=batch_size,
         max_len=max_len,
         heldout_per_window=heldout,
@@ -106,6 +116,8 @@ def compare(
         context=context,
         model=model,
         style_control=not no_control,
+        generate=generate,
+        backend=backend,
     )
     store = open_store()
     with err.status("compare…") as st:

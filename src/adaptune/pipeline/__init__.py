@@ -79,6 +79,7 @@ def demo_config(quick: bool) -> Any:
             heldout_per_window=4,
             ranking_examples=0,
             probes_per_window=0,
+            generate=3,
         )
     return CompareConfig(
         first=2,
@@ -89,6 +90,7 @@ def demo_config(quick: bool) -> Any:
         heldout_per_window=10,
         ranking_examples=12,
         probes_per_window=4,
+        generate=10,
     )
 
 

@@ -78,6 +78,10 @@ class CompareConfig:
     """Memory probes per trained window (0 to skip)."""
     style_control: bool = True
     """Train the style-only control on the last window."""
+    generate: int = 16
+    """Held-out questions answered by generation in each way to answer (0: none)."""
+    backend: str = "auto"
+    """Generation engine: ``auto`` (llama.cpp when installed), ``llamacpp``, ``transformers``."""
     seed: int = 0
     """Seed of training, sampling and bootstrap."""
 
@@ -191,6 +195,8 @@ def compare(
         from adaptune.train.model import load_base
 
         model, tokenizer, _info = load_base(cfg.model, store.settings.home)
+    elif cfg.backend == "auto":  # a model handed in need not match the default GGUF
+        cfg = replace(cfg, backend="transformers")
     chains = {
         s: train_chain(store, domain, cfg, s, windows, (model, tokenizer), say)
         for s in cfg.strategies
@@ -200,7 +206,9 @@ def compare(
         if cfg.style_control
         else None
     )
-    metrics = measure_chains(p0, windows, chains, control, (model, tokenizer), cfg, say)
+    metrics = measure_chains(
+        p0, windows, chains, control, (model, tokenizer), cfg, say, store.settings.home
+    )
     created = datetime.now(UTC)
     rid = f"{created:%Y%m%d-%H%M%S}-{p0.domain}"
     metrics.update(

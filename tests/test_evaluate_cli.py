@@ -1,0 +1,85 @@
+"""``adaptune evaluate`` end to end on the tiny model: the JSON contract, saved metrics, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adaptune.errors import ConfigError
+from adaptune.pipeline.evaluation import pick_windows
+from adaptune.registry import get
+from test_pipeline_train import built  # noqa: F401  (fixture)
+from tiny_model import save_tiny
+
+
+def _adaptune(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "adaptune", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"},  # read now: per test
+        timeout=600,
+    )
+
+
+def test_pick_windows() -> None:
+    ws = ["a", "b", "c", "d"]
+    assert pick_windows(ws, None) == ws and pick_windows(ws, "all") == ws
+    assert pick_windows(ws, "2") == ["b"] and pick_windows(ws, "2-4") == ["b", "c", "d"]
+    assert pick_windows(ws, "c") == ["c"]
+    for bad in ("0", "3-9", "x-y", "4-2"):
+        with pytest.raises(ConfigError, match="--windows"):
+            pick_windows(ws, bad)
+
+
+@pytest.mark.timeout(900)
+def test_evaluate_an_adapter_against_the_base(built, tmp_path: Path) -> None:  # noqa: F811
+    folder = save_tiny(tmp_path / "tiny")
+    trained = _adaptune(
+        "train", "--model", str(folder), "--window", "1", "--max-steps", "2",
+        "--batch-size", "2", "--max-len", "256", "--json",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    version = json.loads(trained.stdout)["version"]
+    proc = _adaptune(
+        "evaluate", version, "--windows", "1-2", "--heldout", "3", "--generate", "2",
+        "--ranking", "2", "--max-len", "256", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["version"] == version and got["domain"] == got["adapter_domain"] == "r"
+    assert got["windows"] == ["2022Q1", "2022Q2"] and got["context"] == "retrieved"
+    assert got["backend"] == "transformers"  # a non-default base never goes to llama.cpp
+    assert got["examples"]["generated"] == 2 and got["examples"]["ranking"] == 2
+    for side in ("base", "adapter"):
+        for metric in ("nll", "fix_acc1", "fix_mrr", "embed_sim", "rouge_l"):
+            mean, lo, hi = got[side][metric]
+            assert lo <= mean <= hi, (side, metric)
+    assert got["base"]["nll"] != got["adapter"]["nll"]  # the adapter changed something
+    mean, lo, hi = got["diff"]["nll"]
+    assert lo <= mean <= hi
+    assert set(got["retrieval_baseline"]) == {"embed_sim", "rouge_l"}
+    sample = got["samples"][0]
+    assert {"issue", "question", "reference", "base", "adapter", "retrieval"} <= set(sample)
+    saved = get(built, version).metrics["evaluations"]["r:2022Q1-2022Q2:retrieved"]
+    assert saved["nll"] == got["adapter"]["nll"] and saved["diff"] == got["diff"]
+    table = _adaptune(
+        "evaluate", version, "--windows", "3", "--heldout", "2", "--generate", "0",
+        "--ranking", "0", "--max-len", "256", "--context", "none", "--no-save",
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert "answer NLL" in table.stdout and "retrieval only" in table.stdout
+    assert "r:2022Q3-2022Q3:none" not in get(built, version).metrics["evaluations"]
+
+
+def test_evaluate_errors_are_one_clear_line(built) -> None:  # noqa: F811
+    no_prod = _adaptune("evaluate", "--generate", "0", "--ranking", "0")
+    assert no_prod.returncode != 0 and "has no production adapter" in no_prod.stderr
+    missing = _adaptune("evaluate", "r-v99")
+    assert missing.returncode != 0 and "r-v99" in missing.stderr
+    assert "Traceback" not in missing.stderr + no_prod.stderr
