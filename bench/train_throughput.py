@@ -65,6 +65,8 @@ SRC = ROOT.parent / "shared/data/github/huggingface-datasets.issues.jsonl.gz"
 HOME = Path(os.environ.get("ADAPTUNE_BENCH_HOME", "~/.cache/adaptune/bench-home")).expanduser()
 VARIANTS = ("plain", "trl_sft", "adaptune")
 BATCH, MAX_LEN, THREADS = 8, 256, 2
+MICRO = 8
+"""Rows (or padded examples) per forward pass; BATCH / MICRO passes are accumulated per step."""
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lr": 2e-4}
 GOALS = {"speedup_min": 1.8, "speedup_target": 2.5, "ceiling_share": 0.70, "peak_rss_gb": 4.0}
@@ -199,9 +201,14 @@ class Meter:
         """
         steps = len(self.ends) - 1
         seconds = self.ends[-1] - self.ends[0]
-        real, fed = sum(self.real[1:]), sum(self.fed[1:])
+        per = BATCH // MICRO  # forward passes per optimizer step
+        fed_steps = [sum(self.fed[i : i + per]) for i in range(0, len(self.fed), per)]
+        real_steps = self.real
+        if len(self.real) == len(self.fed):  # counted per forward, not per step
+            real_steps = [sum(self.real[i : i + per]) for i in range(0, len(self.real), per)]
+        real, fed = sum(real_steps[1:]), sum(fed_steps[1:])
         step_s = [b - a for a, b in zip(self.ends, self.ends[1:], strict=False)]
-        rates = sorted(n / t for n, t in zip(self.real[1:], step_s, strict=False))
+        rates = sorted(n / t for n, t in zip(real_steps[1:], step_s, strict=False))
         return {
             "timed_steps": steps,
             "seconds": round(seconds, 2),
@@ -236,7 +243,8 @@ def trainer_args(cls: Any, out: Path, steps: int, **extra: Any) -> Any:
     """Training arguments shared by (a) and (b): fp32, no recompute, no saving, no reporting."""
     return cls(
         output_dir=str(out),
-        per_device_train_batch_size=BATCH,
+        per_device_train_batch_size=MICRO,
+        gradient_accumulation_steps=BATCH // MICRO,
         max_steps=steps,
         learning_rate=LORA["lr"],
         optim="adamw_torch",
@@ -319,7 +327,7 @@ def run_trl(model: Any, tokenizer: Any, encoded: Sequence[Any], steps: int, out:
 
 
 def run_adaptune(model: Any, tokenizer: Any, pool: Sequence[Any], steps: int, out: Path) -> Meter:
-    """(c) adaptune.train.train, from-base, packed rows of 256, 8 rows per step."""
+    """(c) adaptune.train.train, from-base, packed rows of MAX_LEN, BATCH rows per step."""
     from adaptune.train import TrainConfig, train
 
     meter = Meter()
@@ -332,7 +340,8 @@ def run_adaptune(model: Any, tokenizer: Any, pool: Sequence[Any], steps: int, ou
 
     config = TrainConfig(
         strategy="from-base",
-        batch_size=BATCH,
+        batch_size=MICRO,
+        grad_accum=BATCH // MICRO,
         max_len=MAX_LEN,
         max_steps=steps,
         lr=LORA["lr"],
@@ -344,7 +353,8 @@ def run_adaptune(model: Any, tokenizer: Any, pool: Sequence[Any], steps: int, ou
     result = train(pool, config, out, model=model, tokenizer=tokenizer, progress=progress)
     meter.losses = list(result.losses)
     meter.real = [b - a for a, b in zip([0, *tokens], tokens, strict=False)]
-    meter.fed = meter.fed[-steps:]  # the earlier forwards are train()'s own model checks
+    # the earlier forwards are train()'s own model checks
+    meter.fed = meter.fed[-steps * (BATCH // MICRO) :]
     return meter
 
 
@@ -389,6 +399,7 @@ def spawn(variant: str, pool_path: Path, steps: int, tmp: Path) -> dict[str, Any
     result = tmp / f"{variant}.json"
     cmd = [sys.executable, __file__, "--child", variant, "--pool", str(pool_path)]
     cmd += ["--steps", str(steps + 1), "--result", str(result)]
+    cmd += ["--max-len", str(MAX_LEN), "--micro-batch", str(MICRO)]
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
     print(f"running {variant} …", flush=True)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -520,10 +531,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/train_throughput.json")
     ap.add_argument("--steps", type=int, default=6, help="timed optimizer steps (after 1 warm-up)")
     ap.add_argument("--install-trl", action="store_true", help="pip install trl if torch stays")
+    ap.add_argument("--max-len", type=int, default=MAX_LEN, help="tokens per row / example")
+    ap.add_argument("--micro-batch", type=int, default=MICRO, help="rows per forward (divides 8)")
     ap.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     ap.add_argument("--pool", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global MAX_LEN, MICRO  # the children read them as module settings
+    MAX_LEN, MICRO = args.max_len, args.micro_batch
+    if BATCH % MICRO:
+        raise SystemExit(f"--micro-batch {MICRO} must divide {BATCH}")
     if args.child:
         return child(args.child, args.pool, args.steps, args.result)
     if not args.src.exists():
@@ -563,6 +580,7 @@ def main() -> None:
             "retrieved_context": False,
             "max_len": MAX_LEN,
             "rows_per_step": BATCH,
+            "rows_per_forward": MICRO,
         },
         "timed_steps": args.steps,
         "warmup_steps": 1,

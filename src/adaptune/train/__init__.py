@@ -22,6 +22,7 @@ import torch
 from adaptune.train import lora
 from adaptune.train.checkpoint import CheckpointError
 from adaptune.train.config import TrainConfig, TrainResult, data_hash, run_hash
+from adaptune.train.dropout import share_lora_dropout
 from adaptune.train.format import Encoded, encode_example
 from adaptune.train.loop import LoopState, Progress, ProgressFn, device, run, world
 from adaptune.train.loss import causal_lm, head_only_matches
@@ -71,6 +72,8 @@ def train(
     digest = run_hash(config, data_hash(chosen.examples), base.sha256, parent_sha)
     _seed(config.seed)
     peft_model = lora.load_parent(model, parent) if parent else _attach(model, config)
+    if config.dropout_draw == "shared":
+        share_lora_dropout(peft_model)
     try:
         peft_model.to(device())
         head_only, packs = _checks(peft_model, encoded[0])

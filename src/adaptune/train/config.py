@@ -18,6 +18,7 @@ from adaptune.types import Example
 
 Strategy = Literal["adaptive", "from-base", "cumulative"]
 Target = Literal["attention", "all-linear"]
+DropoutDraw = Literal["shared", "peft"]
 STRATEGIES: tuple[str, ...] = ("adaptive", "from-base", "cumulative")
 TARGETS: tuple[str, ...] = ("attention", "all-linear")
 
@@ -48,6 +49,10 @@ class TrainConfig:
     """LoRA scaling numerator (the update is scaled by alpha / r)."""
     lora_dropout: float = 0.05
     """Dropout on the LoRA input during training."""
+    dropout_draw: DropoutDraw = "shared"
+    """``shared``: sparse drops, one draw per input shared by the projections that read it
+    (:mod:`adaptune.train.dropout`, much cheaper on a CPU); ``peft``: PEFT's own per-module
+    ``nn.Dropout``."""
     target: Target = "attention"
     """``attention`` (q, k, v, o projections) or ``all-linear`` (every linear but the head)."""
     replay_share: float = 0.25
@@ -77,6 +82,7 @@ class TrainConfig:
             _check(getattr(self, name) > 0, f"{name} must be positive")
         _check(self.max_len >= 64, "max_len must be at least 64 tokens")
         _check(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
+        _check(self.dropout_draw in ("shared", "peft"), "dropout_draw must be shared or peft")
         _check(0 <= self.replay_share <= 10, "replay_share must be in [0, 10]")
         _check(self.checkpoint_every >= 0, "checkpoint_every must be 0 (off) or positive")
         _check(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
