@@ -106,6 +106,28 @@ class AllOnesMask(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
 
 
+class Jitter(torch.nn.Module):
+    """A model whose logits of a lone sequence differ by ``noise``: rounding, or a real leak."""
+
+    def __init__(self, model, noise: float) -> None:
+        super().__init__()
+        self.model, self.noise = model, noise
+
+    def forward(self, input_ids, **kwargs):
+        out = self.model(input_ids=input_ids, **kwargs)
+        if "position_ids" not in kwargs:
+            out.logits = out.logits + self.noise * torch.linspace(-1, 1, out.logits.shape[-1])
+        return out
+
+
+@torch.no_grad()
+def test_isolation_check_tolerates_rounding_but_not_a_leak(model) -> None:
+    # fp32 rounding between a packed and a lone run reached 1.4e-4 with a trained adapter on
+    # SmolLM2: the check must not fall back to one example per row for that.
+    assert isolates(Jitter(model, 3e-4))
+    assert not isolates(Jitter(model, 0.05))
+
+
 @torch.no_grad()
 def test_head_only_loss_equals_full_logits_loss(model, tok, encoded) -> None:
     rows = pack(encoded, 600)

@@ -101,7 +101,8 @@ def isolates(lm: Any, device: torch.device | str = "cpu") -> bool:
     finally:
         lm.train(was_training)
     got, want = together[0, 7:].float(), alone[0].float()
-    # A leak across the boundary changes the logits by O(1); rounding in half precision by far
-    # less, so a loose tolerance there still tells the two apart.
-    tol = 1e-4 if together.dtype == torch.float32 else 3e-2
+    # A leak across the boundary changes the logits by O(1); rounding by far less (measured:
+    # up to 1.4e-4 in fp32 on SmolLM2 with a trained adapter, where 1e-4 wrongly failed), so a
+    # loose tolerance still tells the two apart.
+    tol = 2e-3 if together.dtype == torch.float32 else 3e-2
     return bool(torch.allclose(got, want, atol=tol, rtol=tol))
