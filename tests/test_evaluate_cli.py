@@ -83,3 +83,47 @@ def test_evaluate_errors_are_one_clear_line(built) -> None:  # noqa: F811
     missing = _adaptune("evaluate", "r-v99")
     assert missing.returncode != 0 and "r-v99" in missing.stderr
     assert "Traceback" not in missing.stderr + no_prod.stderr
+
+
+def test_issue_texts_of_another_domain(built, tmp_path: Path) -> None:  # noqa: F811
+    from adaptune.dataset import build
+    from adaptune.ingest import ingest
+    from adaptune.ingest.files import file_source
+
+    other = []
+    for n in range(1, 41):
+        label = ("bug", "enhancement")[n % 2]
+        other.append(
+            {
+                "number": n,
+                "title": f"Kernel {n} crashes on load",
+                "body": f"Loading model {n} aborts with a segfault in the {label} path.",
+                "html_url": f"https://github.com/o2/other/issues/{n}",
+                "state": "closed",
+                "created_at": f"2023-0{1 + n % 9}-0{1 + n % 8}T00:00:00Z",
+                "closed_at": f"2023-0{1 + n % 9}-2{n % 8}T00:00:00Z",
+                "labels": [{"name": label}],
+            }
+        )
+    path = tmp_path / "other.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in other))
+    ingest(file_source(path), built)
+    build(built, domain="other")
+    folder = save_tiny(tmp_path / "tiny")
+    trained = _adaptune(
+        "train", "--model", str(folder), "--domain", "r", "--window", "1", "--max-steps", "2",
+        "--batch-size", "2", "--max-len", "256", "--json",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    version = json.loads(trained.stdout)["version"]
+    qa = _adaptune("evaluate", version, "--domain", "other", "--generate", "0", "--ranking", "0")
+    assert qa.returncode != 0 and "no qa windows" in qa.stderr  # no resolutions there
+    proc = _adaptune("evaluate", version, "--domain", "other", "--task", "issues", "--json")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["domain"] == "other" and got["adapter_domain"] == "r" and got["examples"] > 0
+    for side in ("base", "adapter", "diff"):
+        mean, lo, hi = got[side]["text_nll"]
+        assert lo <= mean <= hi
+    assert got["base"]["text_nll"] != got["adapter"]["text_nll"]
+    assert "other:issues" in get(built, version).metrics["evaluations"]

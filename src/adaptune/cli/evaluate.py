@@ -61,6 +61,9 @@ def evaluate(
     max_len: int = typer.Option(1024, "--max-len", help="Tokens per evaluated example."),
     seed: int = typer.Option(0, "--seed", help="Seed of sampling and bootstrap."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not store the metrics."),
+    task: str = typer.Option(
+        "qa", "--task", help="qa (answers) or issues (NLL of issue texts; no answers needed)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON contract."),
 ) -> None:
     """Evaluate an adapter against the base model: NLL, fix ranking, generated answers."""
@@ -82,11 +85,20 @@ def evaluate(
         max_len=max_len,
         seed=seed,
         save=not no_save,
+        task=task,
     )
     with err.status("evaluate…") as status:
         result = evaluate_version(open_store(), cfg, progress=status.update)
     if as_json:
         print_json(result)
+        return
+    if task == "issues":
+        out.print(
+            f"{result['examples']} held-out {result['domain']} issue texts, NLL per token "
+            f"(lower is better): base {fmt_ci(result['base']['text_nll'])}, "
+            f"{result['version']} {fmt_ci(result['adapter']['text_nll'])}, difference "
+            f"{fmt_ci(result['diff']['text_nll'])}"
+        )
         return
     out.print(result_table(result))
     n = result["examples"]

@@ -135,7 +135,7 @@ def answer_nll(
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             rows = [(enc.input_ids, enc.labels) for enc in (encoded[i] for i in chunk)]
-            sums, counts = nll_rows(lm, head_only, *_pad(rows, tokenizer.pad_token_id, lm))
+            sums, counts = nll_rows(lm, head_only, *pad_rows(rows, tokenizer.pad_token_id, lm))
             out[chunk] = sums / counts
     return out
 
@@ -174,7 +174,7 @@ def nll_rows(
     return sums.cpu().numpy(), keep.sum(dim=1).cpu().numpy()
 
 
-def _pad(
+def pad_rows(
     rows: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, lm: Any
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded ids, labels and attention mask on the model's device."""
@@ -240,11 +240,11 @@ class Scorer:
     ) -> tuple[np.ndarray, np.ndarray]:
         if past is None:
             rows = [((*prompt, *t.ids), (IGNORE,) * len(prompt) + t.labels) for t in targets]
-            return nll_rows(self.lm, self.head_only, *_pad(rows, self.pad_id, self.lm))
+            return nll_rows(self.lm, self.head_only, *pad_rows(rows, self.pad_id, self.lm))
         # The prompt's last token is run again with each candidate, so that position t of a
         # row still predicts label t + 1 (its output predicts the answer's first token).
         rows = [((prompt[-1], *t.ids), (IGNORE, *t.labels)) for t in targets]
-        ids, labels, mask = _pad(rows, self.pad_id, self.lm)
+        ids, labels, mask = pad_rows(rows, self.pad_id, self.lm)
         cache = copy.deepcopy(past)
         cache.batch_repeat_interleave(len(targets))
         before = len(prompt) - 1

@@ -61,6 +61,9 @@ class EvalConfig:
     """Seed of sampling and bootstrap."""
     save: bool = True
     """Merge the summary into the version's metrics."""
+    task: str = "qa"
+    """``qa`` (answers to held-out issues) or ``issues`` (NLL of held-out issue texts: works
+    for trackers without resolutions, see :mod:`adaptune.evaluate.text`)."""
 
 
 def pick_windows(windows: Sequence[str], spec: str | None) -> list[str]:
@@ -107,6 +110,10 @@ def evaluate_version(
     say = progress or (lambda _m: None)
     started = time.perf_counter()
     rec = _adapter(store, cfg.version, cfg.domain)
+    if cfg.task == "issues":
+        return evaluate_issue_texts(store, rec, cfg, say, started)
+    if cfg.task != "qa":
+        raise ConfigError(f"--task {cfg.task!r}: use qa or issues.")
     p0 = plan(store, cfg.domain or rec.domain, "from-base", None, cfg.context)
     windows = pick_windows(p0.windows, cfg.windows)
     held = heldout_sets(p0.examples, windows, cfg.heldout, cfg.seed)
@@ -196,3 +203,47 @@ def _result(
             for i, ex in enumerate(asked[:5])
         ]
     return out
+
+
+def evaluate_issue_texts(
+    store: Store, rec: Any, cfg: EvalConfig, say: Callable[[str], None], started: float
+) -> dict[str, Any]:
+    """NLL of a domain's held-out issue texts, base vs adapter (``--task issues``)."""
+    from adaptune.dataset.artifacts import find_build, iter_examples
+    from adaptune.evaluate.text import text_nll
+    from adaptune.registry import set_metrics
+    from adaptune.store.domains import resolve_domain
+    from adaptune.train.model import load_base
+
+    with store.begin() as conn:
+        domain = resolve_domain(conn, cfg.domain or rec.domain).name
+    folder = find_build(store.settings.home, domain, None)
+    rows = [e for e in iter_examples(folder, "triage") if e.split == "heldout"]
+    random.Random(cfg.seed).shuffle(rows)
+    texts = [e.question for e in rows[: cfg.heldout]]
+    if not texts:
+        raise ConfigError(f"Domain {domain} has no held-out issues in build {folder.name}.")
+    say(f"loading the base model of {rec.version}")
+    model, tokenizer, _info = load_base(_base_model(rec), store.settings.home)
+    ev = Evaluator(model, tokenizer, cfg.max_len)
+    raw = {}
+    for name, adapter in (("base", None), ("adapter", rec.path)):
+        say(f"{name}: NLL of {len(texts)} {domain} issue texts")
+        with ev.using(adapter) as lm:
+            raw[name] = text_nll(lm, tokenizer, texts, max_len=min(cfg.max_len, 256))
+    result = {
+        "version": rec.version,
+        "adapter_domain": rec.domain,
+        "domain": domain,
+        "build": folder.name,
+        "task": "issues",
+        "examples": len(texts),
+        "base": {"text_nll": _ci(raw["base"])},
+        "adapter": {"text_nll": _ci(raw["adapter"])},
+        "diff": {"text_nll": list(paired_diff_ci(raw["adapter"], raw["base"]))},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if cfg.save:
+        summary = {"text_nll": result["adapter"]["text_nll"], "diff": result["diff"]}
+        set_metrics(store, rec.version, {"evaluations": {f"{domain}:issues": summary}})
+    return result
