@@ -50,3 +50,53 @@ def test_nul_bytes_and_huge_bodies_survive_postgres(pg_store: Store, tmp_path) -
     path.write_text(json.dumps(row) + "\n")
     report = ingest(file_source(path), pg_store)
     assert report.inserted == 1 and report.rejected == []
+
+
+def test_an_older_version_never_overwrites_a_newer_one_committed_meanwhile(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A (older version) reads, B (newer) reads, updates and commits, then A updates: B wins."""
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from adaptune.store import issues as store_issues
+    from adaptune.types import Issue
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def version(day: int, title: str) -> Issue:
+        return Issue(source="github", repo="o/r", number=1, title=title, body="b", state="open",
+                     created_at=t0, updated_at=t0 + timedelta(days=day))  # fmt: skip
+
+    with pg_store.begin() as conn:
+        store_issues.upsert_issues(conn, [version(0, "first")])
+    b_committed, a_waiting = threading.Event(), threading.Event()
+    real = store_issues.replace_older
+
+    def paused(conn, table, changed):  # A stops between its read and its write
+        if threading.current_thread().name == "A":
+            a_waiting.set()
+            assert b_committed.wait(30)
+        real(conn, table, changed)
+
+    monkeypatch.setattr(store_issues, "replace_older", paused)
+    errors: list[BaseException] = []
+
+    def older() -> None:
+        try:
+            with pg_store.begin() as conn:
+                store_issues.upsert_issues(conn, [version(1, "older")])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    a = threading.Thread(target=older, name="A")
+    a.start()
+    assert a_waiting.wait(30)
+    with pg_store.begin() as conn:
+        store_issues.upsert_issues(conn, [version(2, "newer")])
+    b_committed.set()
+    a.join(30)
+    assert not errors
+    with pg_store.begin() as conn:
+        (got,) = list(store_issues.select_issues(conn))
+    assert got.title == "newer" and got.updated_at == t0 + timedelta(days=2)

@@ -80,13 +80,29 @@ def upsert_issues(conn: Connection, issues: Iterable[Issue]) -> UpsertCounts:
                 counts.unchanged += 1
         if new_rows:
             conn.execute(t.insert(), new_rows)
-        if changed:
-            cols = {k: bindparam(k) for k in changed[0] if k != "b_id"}
-            stmt = update(t).where(t.c.id == bindparam("b_id")).values(cols)
-            conn.execute(stmt.execution_options(synchronize_session=False), changed)
+        replace_older(conn, t, changed)
         counts.inserted += len(new_rows)
         counts.updated += len(changed)
     return counts
+
+
+def replace_older(conn: Connection, table: Any, changed: list[dict[str, Any]]) -> None:
+    """Update rows (``b_id``) only where the stored version is older than the new one.
+
+    The caller compared ``updated_at`` when it read the rows, but on PostgreSQL another
+    transaction may commit a newer version in between; the condition in the UPDATE itself is
+    re-checked against that committed row, so an older version never overwrites a newer one.
+    """
+    if not changed:
+        return
+    cols = {k: bindparam(k) for k in changed[0] if k != "b_id"}
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .where(table.c.updated_at < bindparam("b_new"))
+        .values(cols)
+    )
+    conn.execute(stmt, [{**row, "b_new": row["updated_at"]} for row in changed])
 
 
 def upsert_comments(conn: Connection, comments: Iterable[Comment]) -> UpsertCounts:
@@ -115,9 +131,7 @@ def upsert_comments(conn: Connection, comments: Iterable[Comment]) -> UpsertCoun
                 counts.unchanged += 1
         if new_rows:
             conn.execute(t.insert(), new_rows)
-        if changed:
-            cols = {k: bindparam(k) for k in changed[0] if k != "b_id"}
-            conn.execute(update(t).where(t.c.id == bindparam("b_id")).values(cols), changed)
+        replace_older(conn, t, changed)
         counts.inserted += len(new_rows)
         counts.updated += len(changed)
     return counts
