@@ -147,3 +147,17 @@ def test_grad_checkpointing_gives_the_same_losses(tok, tmp_path: Path) -> None:
     cfg_gc = TrainConfig(**{**cfg.to_dict(), "grad_checkpointing": True})
     gc = train(data(), cfg_gc, tmp_path / "b", model=tiny_model(tok), tokenizer=tok)
     assert gc.losses == pytest.approx(plain.losses, abs=1e-5)
+
+
+def test_a_loaded_model_passed_in_keeps_the_weight_files_hash(tok, tmp_path: Path) -> None:
+    """compare passes a loaded model on; its adapters must record the hash `train` records."""
+    from adaptune.train.model import describe, params_sha256
+
+    folder = save_tiny(tmp_path / "tiny")
+    loaded, loaded_tok, info = load_base(str(folder), tmp_path / "home")
+    assert describe(loaded).sha256 == info.sha256 != params_sha256(loaded)
+    fresh = tiny_model(tok)
+    assert describe(fresh).sha256 == params_sha256(fresh)
+    cfg = TrainConfig(strategy="from-base", max_steps=1, checkpoint_every=0, **FAST)
+    result = train(data(), cfg, tmp_path / "run", model=loaded, tokenizer=loaded_tok)
+    assert result.manifest["base"]["sha256"] == info.sha256

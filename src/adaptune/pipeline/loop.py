@@ -173,14 +173,14 @@ def _aliased(versions: Sequence[Any], alias: str) -> Any:
 def _base_hash(parent: Any, info: Any, lm: Any) -> str:
     """The base model's hash in the convention the parent's lineage recorded.
 
-    ``adaptune train`` records the weight files' hash, ``compare`` (a model passed in) the
-    parameters' hash; either names the same weights.
+    ``adaptune train`` records the weight files' hash; older ``compare`` runs recorded the
+    parameters' hash (it now records the files' hash too); either names the same weights.
     """
     if parent is None or parent.base_model_hash in (None, info.sha256):
         return str(info.sha256)
-    from adaptune.train.model import describe
+    from adaptune.train.model import params_sha256
 
-    params_hash = describe(lm).sha256
+    params_hash = params_sha256(lm)
     if params_hash == parent.base_model_hash:
         return params_hash
     raise ConfigError(

@@ -64,6 +64,7 @@ def load_base(model: str | None, home: Path) -> tuple[Any, Any, BaseInfo]:
         path, model_id = resolve(model), model
     lm, tokenizer = _load(path)
     info = BaseInfo(model_id, str(path), _weights_sha256(path), str(lm.dtype))
+    lm.adaptune_base_info = info  # so a caller passing the model on keeps one hash convention
     return lm, tokenizer, info
 
 
@@ -169,13 +170,25 @@ def prepare_tokenizer(tokenizer: Any) -> Any:
 
 
 def describe(model: Any, model_id: str | None = None) -> BaseInfo:
-    """BaseInfo of a model passed in by the caller: its parameters are hashed directly."""
+    """BaseInfo of a model passed in by the caller.
+
+    A model from :func:`load_base` keeps the BaseInfo it was loaded with (the weight files'
+    hash, as ``adaptune train`` records it); any other model's parameters are hashed directly.
+    """
+    loaded = getattr(model, "adaptune_base_info", None)
+    if isinstance(loaded, BaseInfo):
+        return loaded
+    name = model_id or getattr(model, "name_or_path", "") or type(model).__name__
+    return BaseInfo(str(name), "", params_sha256(model), str(model.dtype))
+
+
+def params_sha256(model: Any) -> str:
+    """sha256 of a model's parameters and buffers, by name."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
-    name = model_id or getattr(model, "name_or_path", "") or type(model).__name__
-    return BaseInfo(str(name), "", digest.hexdigest(), str(model.dtype))
+    return digest.hexdigest()
 
 
 def _weights_sha256(path: Path) -> str:
