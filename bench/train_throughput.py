@@ -526,6 +526,7 @@ def goals_met(result: dict[str, Any]) -> dict[str, bool]:
 
 def main() -> None:
     """Build the data, run the variants back to back, print the tables, write the JSON."""
+    global MAX_LEN, MICRO  # the children read them as module settings
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--src", type=Path, default=SRC)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/train_throughput.json")
@@ -537,7 +538,6 @@ def main() -> None:
     ap.add_argument("--pool", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    global MAX_LEN, MICRO  # the children read them as module settings
     MAX_LEN, MICRO = args.max_len, args.micro_batch
     if BATCH % MICRO:
         raise SystemExit(f"--micro-batch {MICRO} must divide {BATCH}")
