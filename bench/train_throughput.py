@@ -67,6 +67,8 @@ VARIANTS = ("plain", "trl_sft", "adaptune")
 BATCH, MAX_LEN, THREADS = 8, 256, 2
 MICRO = 8
 """Rows (or padded examples) per forward pass; BATCH / MICRO passes are accumulated per step."""
+OURS_MICRO = 8
+"""The same for adaptune's trainer (its rows are packed, so fewer fit its memory goal)."""
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lr": 2e-4}
 GOALS = {"speedup_min": 1.8, "speedup_target": 2.5, "ceiling_share": 0.70, "peak_rss_gb": 4.0}
@@ -181,6 +183,7 @@ class Meter:
         self.real: list[int] = []
         self.fed: list[int] = []
         self.losses: list[float] = []
+        self.per = BATCH // MICRO
 
     def count(self, _module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
         """Forward pre-hook on the decoder: real and fed (padding included) tokens."""
@@ -201,7 +204,7 @@ class Meter:
         """
         steps = len(self.ends) - 1
         seconds = self.ends[-1] - self.ends[0]
-        per = BATCH // MICRO  # forward passes per optimizer step
+        per = self.per  # forward passes per optimizer step
         fed_steps = [sum(self.fed[i : i + per]) for i in range(0, len(self.fed), per)]
         real_steps = self.real
         if len(self.real) == len(self.fed):  # counted per forward, not per step
@@ -340,8 +343,8 @@ def run_adaptune(model: Any, tokenizer: Any, pool: Sequence[Any], steps: int, ou
 
     config = TrainConfig(
         strategy="from-base",
-        batch_size=MICRO,
-        grad_accum=BATCH // MICRO,
+        batch_size=OURS_MICRO,
+        grad_accum=BATCH // OURS_MICRO,
         max_len=MAX_LEN,
         max_steps=steps,
         lr=LORA["lr"],
@@ -354,7 +357,8 @@ def run_adaptune(model: Any, tokenizer: Any, pool: Sequence[Any], steps: int, ou
     meter.losses = list(result.losses)
     meter.real = [b - a for a, b in zip([0, *tokens], tokens, strict=False)]
     # the earlier forwards are train()'s own model checks
-    meter.fed = meter.fed[-steps * (BATCH // MICRO) :]
+    meter.fed = meter.fed[-steps * (BATCH // OURS_MICRO) :]
+    meter.per = BATCH // OURS_MICRO
     return meter
 
 
@@ -400,6 +404,7 @@ def spawn(variant: str, pool_path: Path, steps: int, tmp: Path) -> dict[str, Any
     cmd = [sys.executable, __file__, "--child", variant, "--pool", str(pool_path)]
     cmd += ["--steps", str(steps + 1), "--result", str(result)]
     cmd += ["--max-len", str(MAX_LEN), "--micro-batch", str(MICRO)]
+    cmd += ["--adaptune-micro-batch", str(OURS_MICRO)]
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
     print(f"running {variant} …", flush=True)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -526,7 +531,7 @@ def goals_met(result: dict[str, Any]) -> dict[str, bool]:
 
 def main() -> None:
     """Build the data, run the variants back to back, print the tables, write the JSON."""
-    global MAX_LEN, MICRO  # the children read them as module settings
+    global MAX_LEN, MICRO, OURS_MICRO  # the children read them as module settings
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--src", type=Path, default=SRC)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/train_throughput.json")
@@ -534,13 +539,15 @@ def main() -> None:
     ap.add_argument("--install-trl", action="store_true", help="pip install trl if torch stays")
     ap.add_argument("--max-len", type=int, default=MAX_LEN, help="tokens per row / example")
     ap.add_argument("--micro-batch", type=int, default=MICRO, help="rows per forward (divides 8)")
+    ap.add_argument("--adaptune-micro-batch", type=int, help="adaptune's rows per forward")
     ap.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     ap.add_argument("--pool", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     MAX_LEN, MICRO = args.max_len, args.micro_batch
-    if BATCH % MICRO:
-        raise SystemExit(f"--micro-batch {MICRO} must divide {BATCH}")
+    OURS_MICRO = args.adaptune_micro_batch or MICRO
+    if BATCH % MICRO or BATCH % OURS_MICRO:
+        raise SystemExit(f"micro-batches must divide {BATCH}")
     if args.child:
         return child(args.child, args.pool, args.steps, args.result)
     if not args.src.exists():
@@ -581,6 +588,7 @@ def main() -> None:
             "max_len": MAX_LEN,
             "rows_per_step": BATCH,
             "rows_per_forward": MICRO,
+            "adaptune_rows_per_forward": OURS_MICRO,
         },
         "timed_steps": args.steps,
         "warmup_steps": 1,

@@ -26,6 +26,7 @@ from adaptune.train.dropout import share_lora_dropout
 from adaptune.train.format import Encoded, encode_example
 from adaptune.train.loop import LoopState, Progress, ProgressFn, device, run, world
 from adaptune.train.loss import causal_lm, head_only_matches
+from adaptune.train.memory import return_freed_memory
 from adaptune.train.model import BaseInfo, describe, load_base
 from adaptune.train.packing import collate, isolates, pack
 from adaptune.train.strategies import Selection, select
@@ -71,6 +72,7 @@ def train(
     parent_sha = lora.parent_sha256(parent) if parent else None
     digest = run_hash(config, data_hash(chosen.examples), base.sha256, parent_sha)
     _seed(config.seed)
+    return_freed_memory()
     peft_model = lora.load_parent(model, parent) if parent else _attach(model, config)
     if config.dropout_draw == "shared":
         share_lora_dropout(peft_model)
