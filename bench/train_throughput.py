@@ -36,6 +36,17 @@ replay), ``from-base`` and ``cumulative`` would train on
 
 Goals (printed, not asserted): adaptune ≥ 2.5× the plain baseline's tokens/s (no less than 1.8×),
 ≥ 70 % of the FLOP ceiling, peak RSS under 4 GB. Writes ``bench/results/train_throughput.json``.
+
+``--max-len`` (default 256) sets the row and example length and ``--micro-batch`` the rows per
+forward pass (8 per optimizer step, accumulated); ``--adaptune-micro-batch`` gives adaptune's
+trainer its own (below the others' it also sets ``release_memory``). The committed results:
+
+    python bench/train_throughput.py --max-len 1024 --micro-batch 2 --steps 3
+    python bench/train_throughput.py --max-len 1024 --micro-batch 2 --adaptune-micro-batch 1 \
+        --steps 3 --variants plain,adaptune --out bench/results/train_throughput_low_memory.json
+
+1024 is the trainer's default ``max_len``: there the plain baseline pads 27 % (42 % in batches
+of 8), which a 256-token cut hides.
 On a shared machine, read the load averages and the median-step numbers in the JSON beside the
 headline ones. The default model is cached once under ``ADAPTUNE_BENCH_HOME``
 (``~/.cache/adaptune/bench-home``).
@@ -345,6 +356,7 @@ def run_adaptune(model: Any, tokenizer: Any, pool: Sequence[Any], steps: int, ou
         strategy="from-base",
         batch_size=OURS_MICRO,
         grad_accum=BATCH // OURS_MICRO,
+        release_memory=OURS_MICRO < MICRO,  # the low-memory setting
         max_len=MAX_LEN,
         max_steps=steps,
         lr=LORA["lr"],
@@ -540,6 +552,9 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=MAX_LEN, help="tokens per row / example")
     ap.add_argument("--micro-batch", type=int, default=MICRO, help="rows per forward (divides 8)")
     ap.add_argument("--adaptune-micro-batch", type=int, help="adaptune's rows per forward")
+    ap.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset (plain is needed)"
+    )
     ap.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     ap.add_argument("--pool", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -563,7 +578,11 @@ def main() -> None:
         pool = bench_pool(examples)
         write_pool(pool, Path(tmp) / "pool.jsonl")
         variants: dict[str, Any] = {}
+        chosen = [v.strip() for v in args.variants.split(",")]
         for name in VARIANTS:
+            if name not in chosen:
+                variants[name] = {"skipped": "not selected with --variants in this run"}
+                continue
             if name == "trl_sft" and not trl_ok:
                 variants[name] = {"skipped": trl_note}
                 continue

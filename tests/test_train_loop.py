@@ -135,7 +135,7 @@ def test_config_hash_ignores_how_but_not_what() -> None:
     from adaptune.train.config import run_hash
 
     base = TrainConfig()
-    same = TrainConfig(checkpoint_every=7, grad_checkpointing=True)
+    same = TrainConfig(checkpoint_every=7, grad_checkpointing=True, release_memory=True)
     assert run_hash(base, "d", "b", None) == run_hash(same, "d", "b", None)
     assert run_hash(base, "d", "b", None) != run_hash(TrainConfig(lr=1e-3), "d", "b", None)
     assert run_hash(base, "d", "b", None) != run_hash(base, "d", "b", "parent")

@@ -61,6 +61,9 @@ def train(
     grad_checkpointing: bool = typer.Option(
         False, "--grad-checkpointing", help="Recompute activations to save memory."
     ),
+    release_memory: bool = typer.Option(
+        False, "--release-memory", help="Give freed activations back at once (flat RSS, slower)."
+    ),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Checkpoint each N steps."),
     seed: int = typer.Option(0, "--seed", help="Random seed (runs are deterministic)."),
     domain: str | None = typer.Option(None, "--domain", help="Domain (default: the only one)."),
@@ -93,6 +96,7 @@ def train(
         target=target,
         grad_accum=grad_accum,
         grad_checkpointing=grad_checkpointing,
+        release_memory=release_memory,
         checkpoint_every=checkpoint_every,
         seed=seed,
     )

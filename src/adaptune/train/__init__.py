@@ -72,7 +72,8 @@ def train(
     parent_sha = lora.parent_sha256(parent) if parent else None
     digest = run_hash(config, data_hash(chosen.examples), base.sha256, parent_sha)
     _seed(config.seed)
-    return_freed_memory()
+    if config.release_memory:
+        return_freed_memory()
     peft_model = lora.load_parent(model, parent) if parent else _attach(model, config)
     if config.dropout_draw == "shared":
         share_lora_dropout(peft_model)

@@ -63,6 +63,10 @@ class TrainConfig:
     """Optimizer steps between checkpoints; 0 turns them off."""
     grad_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about a third more time."""
+    release_memory: bool = False
+    """Hand freed activations back to the system at once (glibc; see
+    :mod:`adaptune.train.memory`): peak RSS stays flat, at some speed (measured in
+    ``bench/results/train_throughput_low_memory.json``)."""
     model: str | None = None
     """Base model: a local folder or a Hugging Face id already cached; ``None`` for the default."""
     warmup_ratio: float = 0.05
@@ -127,7 +131,7 @@ def data_hash(examples: Sequence[Example]) -> str:
     return digest.hexdigest()
 
 
-_NOT_IN_HASH = ("checkpoint_every", "grad_checkpointing")
+_NOT_IN_HASH = ("checkpoint_every", "grad_checkpointing", "release_memory")
 """Settings that change how a run is executed but not what it computes."""
 
 
