@@ -37,6 +37,7 @@ from adaptune.memory.issues import DUPLICATE_THRESHOLD, IssueIndex, issue_text
 from adaptune.store import open_store
 from adaptune.store.issues import select_issues
 from adaptune.triage import train_triage
+from adaptune.triage.baseline import fit_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared/data/github"
@@ -92,18 +93,11 @@ def _f1(y, p, labels, rows) -> float:
 
 
 def baseline(train, test) -> tuple[list[str], float, float]:
-    """TF-IDF (scikit-learn defaults) + balanced logistic regression."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    def fit():
-        vec = TfidfVectorizer()
-        x = vec.fit_transform([e.question for e in train])
-        lr = LogisticRegression(class_weight="balanced", max_iter=2000)
-        return vec, lr.fit(x, [e.answer for e in train])
-
-    t_fit, (vec, lr) = timed(fit)
-    t_pred, pred = timed(lambda: list(lr.predict(vec.transform([e.question for e in test]))))
+    """The baseline of :mod:`adaptune.triage.baseline`: predictions, fit and predict seconds."""
+    t_fit, model = timed(
+        lambda: fit_baseline([e.question for e in train], [e.answer for e in train])
+    )
+    t_pred, pred = timed(lambda: list(model.predict([e.question for e in test])))
     return pred, t_fit, t_pred
 
 

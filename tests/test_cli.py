@@ -97,6 +97,7 @@ def test_demo_runs_on_the_bundled_sample(workspace):
     proc = run("demo", "--quick")
     assert "ingested" in proc.stdout and "qa pairs" in proc.stdout
     assert "BWT" in proc.stdout and "style-control" in proc.stdout
+    assert "triage: " in proc.stdout and "duplicates: " in proc.stdout
     report = proc.stdout.rsplit("report:", 1)[1].split()[0]
     assert report.endswith("report.html") and os.path.exists(report)
     with open(report.replace("report.html", "metrics.json")) as fh:

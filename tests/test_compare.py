@@ -97,8 +97,11 @@ def test_compare_chains_measures_and_reports(store, tmp_path):
     assert len(metrics["samples"]) == 6 and metrics["samples"][0]["reference"]
     assert metrics["paired"] and metrics["verdict"]
     assert len(metrics["memory_probes"]["adaptive"]["hit_rate_per_window"]) == 3
+    assert "too few" in metrics["triage"]["skipped"]  # every issue here is a bug
+    assert metrics["duplicates"]["skipped"] == "the build has no duplicate pairs"
     html = (folder / "report.html").read_text()
     assert 'id="r-matrices"' in html and "data:image/png;base64" in html
+    assert "not measured: the build has no duplicate pairs" in html
     assert html.count('<div class="sample">') == 6
     assert json.loads((folder / "metrics.json").read_text())["id"] == metrics["id"]
     versions = [v.version for v in list_versions(store)]

@@ -56,6 +56,25 @@ def modes_table(metrics: dict) -> Table:
     return table
 
 
+def classify_lines(metrics: dict) -> list[str]:
+    """One line on the triage classifier and one on the duplicate search (or why not)."""
+    t, d = metrics.get("triage") or {}, metrics.get("duplicates") or {}
+    if "accuracy" in t:
+        b = t["baseline"]
+        triage = (
+            f"triage: accuracy {fmt_ci(t.get('accuracy_ci'))}, macro-F1 {t['macro_f1']:.3f} on "
+            f"{t.get('heldout', '?')} held-out issues (baseline: accuracy "
+            f"{b['accuracy']:.3f}, macro-F1 {b['macro_f1']:.3f})"
+        )
+    else:
+        triage = f"triage: not measured ({t.get('skipped', 'no data')})"
+    if "recall_ci" in d:
+        dups = f"duplicates: recall@5 {fmt_ci(d['recall_ci'].get('5'))} over {d['pairs']} pairs"
+    else:
+        dups = f"duplicates: not measured ({d.get('skipped', 'no data')})"
+    return [triage, dups]
+
+
 def _mean(values: list) -> str:
     vals = [v for v in values if v is not None and v == v]
     return f"{sum(vals) / len(vals):.3f}" if vals else "-"
@@ -124,6 +143,8 @@ def compare(
         metrics, folder = run_compare(store, domain, cfg, progress=st.update)
     out.print(summary_table(metrics))
     out.print(modes_table(metrics))
+    for line in classify_lines(metrics):
+        out.print(line, soft_wrap=True)
     for line in metrics["verdict"]:
         out.print(f"- {line}")
     out.print(f"report: {folder / 'report.html'}")

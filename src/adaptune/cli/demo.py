@@ -13,7 +13,7 @@ def demo(
     """Ingest → dataset → train each strategy over windows → evaluate → report (no network)."""
     from transformers.utils import logging as hf_logging
 
-    from adaptune.cli.compare import modes_table, summary_table
+    from adaptune.cli.compare import classify_lines, modes_table, summary_table
     from adaptune.pipeline import demo as run_demo
     from adaptune.store import open_store
 
@@ -30,6 +30,8 @@ def demo(
         return
     out.print(summary_table(metrics))
     out.print(modes_table(metrics))
+    for line in classify_lines(metrics):
+        out.print(line, soft_wrap=True)
     out.print("[bold]What the numbers say[/] (style-only control and retrieval baseline included):")
     for line in metrics["verdict"]:
         out.print(f"- {line}", soft_wrap=True)

@@ -24,8 +24,13 @@ The metrics dict. Every key is optional: a missing or ``null`` part renders "not
     paired: [{a: mode, b: mode, metric: str, diff: CI}]      # diff = a - b, paired bootstrap
     memory_probes: {strategy: {hit_rate_per_window: [[float|null]], bwt: float}}
     triage: {accuracy, macro_f1: float, labels: [str], confusion: [[int]],   # rows: true
-             baseline: {name: str, accuracy: float, macro_f1: float}}
-    duplicates: {recall_at_k: {"1": float, "5": float, ...}}
+             baseline: {name: str, accuracy: float, macro_f1: float, accuracy_ci: CI},
+             name: str, accuracy_ci: CI, train, heldout: int,   # classifier, examples used
+             minus_baseline: {accuracy: CI},                    # paired: classifier - baseline
+             skipped: str}                 # why it was not measured (then nothing else shows)
+    duplicates: {recall_at_k: {"1": float, "5": float, ...}, recall_ci: {"1": CI, ...},
+                 pairs: int, duplicate_of: {threshold: float, rate: CI},  # best hit ≥ threshold
+                 skipped: str}              # e.g. the build has no duplicate pairs
     cross_domain: [{from: str, to: str, nll_base: float, nll_adapter: float}]
     samples: [{issue, question, reference, base, adaptive, retrieval: str}]
     verdict: [str]                    # plain-language findings, written by the evaluator
@@ -234,20 +239,50 @@ def _memory(probes: dict[str, Any] | None, windows: list[str]) -> list[dict[str,
 
 
 def _triage(t: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Triage scores next to the TF-IDF baseline, and the confusion matrix as a heat-map."""
+    """Triage scores next to the TF-IDF baseline, and the confusion matrix as a heat-map; or
+    only the reason it was skipped."""
     if not t:
         return None
+    keys = ("name", "accuracy", "macro_f1", "train", "heldout", "skipped")
+    if t.get("skipped"):
+        return {**_keys(t, keys), "skipped": str(t["skipped"])}
     img = plots.confusion_map(t.get("confusion"), [str(x) for x in t.get("labels") or []])
     baseline = _keys(t.get("baseline"), ("name", "accuracy", "macro_f1"))
-    return {**_keys(t, ("accuracy", "macro_f1")), "baseline": baseline, "img": img}
+    baseline["interval"] = _cell_text((t.get("baseline") or {}).get("accuracy_ci"))["interval"]
+    diff = ((t.get("minus_baseline") or {}).get("accuracy")) or [None]
+    pair = {"a": t.get("name") or "the classifier", "b": "the baseline"}
+    return {
+        **_keys(t, keys),
+        "interval": _cell_text(t.get("accuracy_ci"))["interval"],
+        "baseline": baseline,
+        "diff": ci_text(diff, signed=True),
+        "reading": _reading(pair, diff, lower=False),
+        "img": img,
+    }
 
 
-def _duplicates(d: dict[str, Any] | None) -> list[tuple[str, Any]] | None:
-    """Recall@k rows, ordered by k."""
-    recall = (d or {}).get("recall_at_k")
+def _duplicates(d: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Recall@k by k, with intervals, and how often ``duplicate_of`` names the original; or
+    only the reason it was skipped."""
+    d = d or {}
+    if d.get("skipped"):
+        return {"skipped": str(d["skipped"]), "pairs": d.get("pairs")}
+    recall = d.get("recall_at_k")
     if not recall:
         return None
-    return sorted(recall.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else 1 << 30)
+    cis = d.get("recall_ci") or {}
+    order = sorted(recall, key=lambda k: int(k) if str(k).isdigit() else 1 << 30)
+    rows = [
+        {"k": k, "value": recall[k], "interval": _cell_text(cis.get(k))["interval"]} for k in order
+    ]
+    dup = d.get("duplicate_of") or {}
+    return {
+        "skipped": None,
+        "rows": rows,
+        "pairs": d.get("pairs"),
+        "flagged": ci_text(dup.get("rate")),
+        "threshold": dup.get("threshold"),
+    }
 
 
 def _cross_domain(rows: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:

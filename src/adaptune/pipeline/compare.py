@@ -6,7 +6,8 @@ held-out set (answer NLL, lower is better): the continual-learning matrix R[i][j
 BWT and FWT (Lopez-Paz & Ranzato, 2017) against the base model. Beside it: the four ways to
 answer (base, base + retrieval, adapter, adapter + retrieval), the retrieval-only baseline, a
 style-only control (the last window's answers paired with the wrong questions), fix ranking
-against hard negatives, memory probes, bootstrap CIs and paired differences.
+against hard negatives, memory probes, bootstrap CIs and paired differences; and the service's
+triage classifier against a tf-idf baseline, and its duplicate search (recall@k).
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ def compare(
         else None
     )
     metrics = measure_chains(
-        p0, windows, chains, control, (model, tokenizer), cfg, say, store.settings.home
+        p0, windows, chains, control, (model, tokenizer), cfg, say, store.settings.home, store
     )
     created = datetime.now(UTC)
     rid = f"{created:%Y%m%d-%H%M%S}-{p0.domain}"

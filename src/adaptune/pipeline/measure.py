@@ -1,4 +1,5 @@
-"""Measuring the chains of ``compare``: R matrices, answer modes, fix ranking, memory probes.
+"""Measuring the chains of ``compare``: R matrices, answer modes, fix ranking, memory probes
+(the triage classifier and the duplicate search: :mod:`~adaptune.pipeline.classify_measure`).
 
 Returns the metrics dict that :func:`adaptune.evaluate.report.render_report` renders (its
 schema is documented there). NLL is per held-out example and lower is better; ACC is the mean
@@ -19,6 +20,7 @@ from adaptune.evaluate.measure import Evaluator
 from adaptune.evaluate.metrics import bootstrap_ci, paired_diff_ci, summary
 from adaptune.evaluate.probes import memory_probes
 from adaptune.memory import default_embedder
+from adaptune.pipeline.classify_measure import classify_measurements, classify_verdict
 from adaptune.types import Example
 
 
@@ -165,13 +167,9 @@ def _paired(raw: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     out = []
     for a, b in pairs:
         for metric, key in keys:
-            if (
-                raw.get(f"{a}:{key}") is not None
-                and raw.get(f"{b}:{key}") is not None
-                and raw[f"{a}:{key}"].size
-            ):
-                diff = paired_diff_ci(raw[f"{a}:{key}"], raw[f"{b}:{key}"])
-                out.append({"a": a, "b": b, "metric": metric, "diff": list(diff)})
+            x, y = raw.get(f"{a}:{key}"), raw.get(f"{b}:{key}")
+            if x is not None and y is not None and x.size:
+                out.append({"a": a, "b": b, "metric": metric, "diff": list(paired_diff_ci(x, y))})
     return out
 
 
@@ -218,10 +216,12 @@ def measure_chains(
     cfg: Any,
     say: Callable[[str], None],
     home: Any = None,
+    store: Any = None,
 ) -> dict[str, Any]:
     """Every measurement of ``compare``, as the report's metrics dict.
 
-    ``home`` (``ADAPTUNE_HOME``) caches adapters converted for llama.cpp generation.
+    ``home`` (``ADAPTUNE_HOME``) caches adapters converted for llama.cpp generation; with the
+    ``store``, the service's triage classifier and duplicate search are measured too.
     """
     ev = Evaluator(models[0], models[1], cfg.max_len)
     ctx = cfg.context == "retrieved"
@@ -268,7 +268,10 @@ def measure_chains(
             for label, chain in chains.items()
             if label.startswith("adaptive")
         }
-    metrics["verdict"] = verdict(metrics)
+    if store is not None:
+        say("triage classifier and duplicate search")
+        metrics.update(classify_measurements(store, p0.domain, p0.build, windows, cfg.seed))
+    metrics["verdict"] = verdict(metrics) + classify_verdict(metrics)
     return metrics
 
 
