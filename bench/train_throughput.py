@@ -10,8 +10,10 @@ variant sees the same token ids) and the default model (SmolLM2-135M-Instruct, f
 (b) ``trl_sft``: TRL's ``SFTTrainer`` with its own packing (best-fit decreasing, 256 tokens, 8
     packed sequences per step, flattened padding-free); only if TRL is installed (``--install-trl``
     installs it when ``pip install --dry-run trl`` leaves torch alone), else the JSON says why.
-(c) ``adaptune``: :func:`adaptune.train.train` with ``strategy="from-base"``, packed rows of 256
-    tokens, 8 rows per step (head applied only at answer positions).
+(c) ``adaptune``: :func:`adaptune.train.train` with ``strategy="from-base"``, packed rows of
+    ``--max-len`` tokens, 8 rows per step, with the trainer's defaults: forward passes of at most
+    1,024 tokens (``forward_tokens``), each packed example attended alone, the head only at
+    answer positions and chunked, the frozen MLPs keeping two activations.
 
 Every variant uses the same token ids (:func:`adaptune.train.format.encode_example` with
 ``max_len=256``), runs in its own subprocess with 2 torch threads for 1 warm-up step (not timed)
@@ -38,12 +40,11 @@ Goals (printed, not asserted): adaptune ≥ 2.5× the plain baseline's tokens/s 
 ≥ 70 % of the FLOP ceiling, peak RSS under 4 GB. Writes ``bench/results/train_throughput.json``.
 
 ``--max-len`` (default 256) sets the row and example length and ``--micro-batch`` the rows per
-forward pass (8 per optimizer step, accumulated); ``--adaptune-micro-batch`` gives adaptune's
-trainer its own (below the others' it also sets ``release_memory``). The committed results:
+forward pass of the baselines (8 per optimizer step, accumulated); ``--forward-tokens`` is
+adaptune's token budget per forward pass (default: the trainer's, 1,024) and
+``--release-memory`` its opt-in glibc setting. The committed result:
 
-    python bench/train_throughput.py --max-len 1024 --micro-batch 2 --steps 3
-    python bench/train_throughput.py --max-len 1024 --micro-batch 2 --adaptune-micro-batch 1 \
-        --steps 3 --variants plain,adaptune --out bench/results/train_throughput_low_memory.json
+    python bench/train_throughput.py --max-len 1024 --micro-batch 2 --steps 4 --install-trl
 
 1024 is the trainer's default ``max_len``: there the plain baseline pads 27 % (42 % in batches
 of 8), which a 256-token cut hides.
@@ -78,8 +79,10 @@ VARIANTS = ("plain", "trl_sft", "adaptune")
 BATCH, MAX_LEN, THREADS = 8, 256, 2
 MICRO = 8
 """Rows (or padded examples) per forward pass; BATCH / MICRO passes are accumulated per step."""
-OURS_MICRO = 8
-"""The same for adaptune's trainer (its rows are packed, so fewer fit its memory goal)."""
+OURS_TOKENS: int | None = None
+"""adaptune's ``forward_tokens`` (``None``: the trainer's default)."""
+RELEASE = False
+"""adaptune's ``release_memory``."""
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lr": 2e-4}
 GOALS = {"speedup_min": 1.8, "speedup_target": 2.5, "ceiling_share": 0.70, "peak_rss_gb": 4.0}
@@ -194,10 +197,14 @@ class Meter:
         self.real: list[int] = []
         self.fed: list[int] = []
         self.losses: list[float] = []
-        self.per = BATCH // MICRO
+        self.bounds: list[int] = []
+        """Forward passes counted when each step ended."""
 
-    def count(self, _module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
-        """Forward pre-hook on the decoder: real and fed (padding included) tokens."""
+    def count(self, module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+        """Forward pre-hook on the decoder: real and fed (padding included) tokens of a training
+        forward (the trainers' own checks run in eval mode and are not counted)."""
+        if not module.training:
+            return
         ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
         self.fed.append(ids.numel())
         self.real.append(int(mask.sum()) if mask is not None else ids.numel())
@@ -206,6 +213,7 @@ class Meter:
         """An optimizer step ended."""
         self.ends.append(time.perf_counter())
         self.cpu.append(time.process_time())
+        self.bounds.append(len(self.fed))
 
     def result(self) -> dict[str, Any]:
         """Timed numbers: every step after the first (the warm-up).
@@ -215,11 +223,11 @@ class Meter:
         """
         steps = len(self.ends) - 1
         seconds = self.ends[-1] - self.ends[0]
-        per = self.per  # forward passes per optimizer step
-        fed_steps = [sum(self.fed[i : i + per]) for i in range(0, len(self.fed), per)]
+        edges = list(zip([0, *self.bounds], self.bounds, strict=False))  # each step's forwards
+        fed_steps = [sum(self.fed[a:b]) for a, b in edges]
         real_steps = self.real
         if len(self.real) == len(self.fed):  # counted per forward, not per step
-            real_steps = [sum(self.real[i : i + per]) for i in range(0, len(self.real), per)]
+            real_steps = [sum(self.real[a:b]) for a, b in edges]
         real, fed = sum(real_steps[1:]), sum(fed_steps[1:])
         step_s = [b - a for a, b in zip(self.ends, self.ends[1:], strict=False)]
         rates = sorted(n / t for n, t in zip(real_steps[1:], step_s, strict=False))
@@ -352,11 +360,12 @@ def run_adaptune(model: Any, tokenizer: Any, pool: Sequence[Any], steps: int, ou
         meter.tick()
         tokens.append(round(p.tokens_per_s * p.elapsed_s))  # cumulative real tokens
 
+    budget = {} if OURS_TOKENS is None else {"forward_tokens": OURS_TOKENS}
     config = TrainConfig(
         strategy="from-base",
-        batch_size=OURS_MICRO,
-        grad_accum=BATCH // OURS_MICRO,
-        release_memory=OURS_MICRO < MICRO,  # the low-memory setting
+        batch_size=BATCH,
+        grad_accum=1,
+        release_memory=RELEASE,
         max_len=MAX_LEN,
         max_steps=steps,
         lr=LORA["lr"],
@@ -364,13 +373,11 @@ def run_adaptune(model: Any, tokenizer: Any, pool: Sequence[Any], steps: int, ou
         lora_alpha=LORA["lora_alpha"],
         lora_dropout=LORA["lora_dropout"],
         checkpoint_every=0,
+        **budget,
     )
     result = train(pool, config, out, model=model, tokenizer=tokenizer, progress=progress)
     meter.losses = list(result.losses)
     meter.real = [b - a for a, b in zip([0, *tokens], tokens, strict=False)]
-    # the earlier forwards are train()'s own model checks
-    meter.fed = meter.fed[-steps * (BATCH // OURS_MICRO) :]
-    meter.per = BATCH // OURS_MICRO
     return meter
 
 
@@ -416,7 +423,7 @@ def spawn(variant: str, pool_path: Path, steps: int, tmp: Path) -> dict[str, Any
     cmd = [sys.executable, __file__, "--child", variant, "--pool", str(pool_path)]
     cmd += ["--steps", str(steps + 1), "--result", str(result)]
     cmd += ["--max-len", str(MAX_LEN), "--micro-batch", str(MICRO)]
-    cmd += ["--adaptune-micro-batch", str(OURS_MICRO)]
+    cmd += ["--forward-tokens", str(OURS_TOKENS or 0)] + (["--release-memory"] if RELEASE else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
     print(f"running {variant} …", flush=True)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -543,7 +550,7 @@ def goals_met(result: dict[str, Any]) -> dict[str, bool]:
 
 def main() -> None:
     """Build the data, run the variants back to back, print the tables, write the JSON."""
-    global MAX_LEN, MICRO, OURS_MICRO  # the children read them as module settings
+    global MAX_LEN, MICRO, OURS_TOKENS, RELEASE  # the children read them as module settings
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--src", type=Path, default=SRC)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/train_throughput.json")
@@ -551,7 +558,8 @@ def main() -> None:
     ap.add_argument("--install-trl", action="store_true", help="pip install trl if torch stays")
     ap.add_argument("--max-len", type=int, default=MAX_LEN, help="tokens per row / example")
     ap.add_argument("--micro-batch", type=int, default=MICRO, help="rows per forward (divides 8)")
-    ap.add_argument("--adaptune-micro-batch", type=int, help="adaptune's rows per forward")
+    ap.add_argument("--forward-tokens", type=int, help="adaptune's tokens per forward pass")
+    ap.add_argument("--release-memory", action="store_true", help="adaptune's release_memory")
     ap.add_argument(
         "--variants", default=",".join(VARIANTS), help="comma-separated subset (plain is needed)"
     )
@@ -560,14 +568,16 @@ def main() -> None:
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     MAX_LEN, MICRO = args.max_len, args.micro_batch
-    OURS_MICRO = args.adaptune_micro_batch or MICRO
-    if BATCH % MICRO or BATCH % OURS_MICRO:
+    OURS_TOKENS, RELEASE = args.forward_tokens or None, args.release_memory
+    if BATCH % MICRO:
         raise SystemExit(f"micro-batches must divide {BATCH}")
     if args.child:
         return child(args.child, args.pool, args.steps, args.result)
     if not args.src.exists():
         raise SystemExit(f"{args.src} is absent: the real data lives in ../shared/data")
     import torch
+
+    from adaptune.train import TrainConfig
 
     torch.set_num_threads(THREADS)
     started, load = time.perf_counter(), os.getloadavg()
@@ -607,7 +617,8 @@ def main() -> None:
             "max_len": MAX_LEN,
             "rows_per_step": BATCH,
             "rows_per_forward": MICRO,
-            "adaptune_rows_per_forward": OURS_MICRO,
+            "adaptune_forward_tokens": OURS_TOKENS or TrainConfig().forward_tokens,
+            "adaptune_release_memory": RELEASE,
         },
         "timed_steps": args.steps,
         "warmup_steps": 1,

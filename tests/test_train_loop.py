@@ -149,6 +149,16 @@ def test_grad_checkpointing_gives_the_same_losses(tok, tmp_path: Path) -> None:
     assert gc.losses == pytest.approx(plain.losses, abs=1e-5)
 
 
+def test_a_token_budget_per_forward_changes_memory_not_what_a_step_learns(tok, tmp_path) -> None:
+    cfg = TrainConfig(strategy="from-base", max_steps=3, checkpoint_every=0, forward_tokens=None,
+                      **{**FAST, "batch_size": 4})  # fmt: skip
+    whole = train(data(), cfg, tmp_path / "a", model=tiny_model(tok), tokenizer=tok)
+    cut = TrainConfig(**{**cfg.to_dict(), "forward_tokens": 64})  # one row per forward
+    split = train(data(), cut, tmp_path / "b", model=tiny_model(tok), tokenizer=tok)
+    assert split.losses == pytest.approx(whole.losses, abs=1e-5)
+    assert split.config_hash != whole.config_hash  # dropout draws follow the passes
+
+
 def test_a_loaded_model_passed_in_keeps_the_weight_files_hash(tok, tmp_path: Path) -> None:
     """compare passes a loaded model on; its adapters must record the hash `train` records."""
     from adaptune.train.model import describe, params_sha256

@@ -4,7 +4,9 @@
 examples), :mod:`~adaptune.train.model` (base model), :mod:`~adaptune.train.format` (chat
 template, answer-only labels, truncation), :mod:`~adaptune.train.packing`,
 :mod:`~adaptune.train.lora`, :mod:`~adaptune.train.loss` (head only at answer positions),
-:mod:`~adaptune.train.loop` and :mod:`~adaptune.train.checkpoint`.
+:mod:`~adaptune.train.attention` (each packed example attended alone),
+:mod:`~adaptune.train.mlp` (a leaner MLP backward), :mod:`~adaptune.train.loop` and
+:mod:`~adaptune.train.checkpoint`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from adaptune.train import lora
+from adaptune.train.attention import packed_attention
 from adaptune.train.checkpoint import CheckpointError
 from adaptune.train.config import TrainConfig, TrainResult, data_hash, run_hash
 from adaptune.train.dropout import share_lora_dropout
@@ -27,6 +30,7 @@ from adaptune.train.format import Encoded, encode_example
 from adaptune.train.loop import LoopState, Progress, ProgressFn, device, run, world
 from adaptune.train.loss import causal_lm, head_only_matches
 from adaptune.train.memory import return_freed_memory
+from adaptune.train.mlp import frozen_mlps
 from adaptune.train.model import BaseInfo, describe, load_base
 from adaptune.train.packing import collate, isolates, pack
 from adaptune.train.strategies import Selection, select
@@ -79,10 +83,11 @@ def train(
         share_lora_dropout(peft_model)
     try:
         peft_model.to(device())
-        head_only, packs = _checks(peft_model, encoded[0])
-        rows = pack(encoded, config.max_len, enabled=packs)
-        root, pad_id = out_dir / "checkpoints", tokenizer.pad_token_id
-        state = run(peft_model, rows, config, root, digest, pad_id, progress, resume, head_only)
+        with packed_attention(causal_lm(peft_model)), frozen_mlps(peft_model):
+            head_only, packs = _checks(peft_model, encoded[0])
+            rows = pack(encoded, config.max_len, enabled=packs)
+            root, pad_id = out_dir / "checkpoints", tokenizer.pad_token_id
+            state = run(peft_model, rows, config, root, digest, pad_id, progress, resume, head_only)
         info = _manifest(config, chosen, base, parent_sha, digest, state)
         info["parent"] = str(parent) if parent else None
         adapter_dir = out_dir / "adapter"

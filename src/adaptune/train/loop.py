@@ -160,8 +160,7 @@ def _step(
     per_step = config.batch_size * config.grad_accum * size
     chosen = [rows[i] for i in step_rows(step, len(rows), per_step, config.seed)]
     denominator = max(sum(r.targets for r in chosen), 1)
-    mine = chosen[rank::size]
-    micro = [mine[i : i + config.batch_size] for i in range(0, len(mine), config.batch_size)]
+    micro = forward_groups(chosen[rank::size], config.batch_size, config.forward_tokens)
     torch.manual_seed(config.seed * 1_000_003 + step * 101 + rank)  # dropout: f(seed, step)
     nll_sum = torch.zeros((), device=device)
     for k, batch in enumerate(micro):
@@ -179,6 +178,24 @@ def _step(
     if size > 1:
         dist.all_reduce(nll_sum)
     return float(nll_sum) / denominator, sum(len(r) for r in chosen)
+
+
+def forward_groups(
+    rows: Sequence[Row], batch_size: int, forward_tokens: int | None
+) -> list[list[Row]]:
+    """A step's rows in forward passes: runs of ``batch_size`` rows, each cut further so that
+    ``rows × longest row`` stays within ``forward_tokens`` (always at least one row)."""
+    groups: list[list[Row]] = []
+    for start in range(0, len(rows), batch_size):
+        group: list[Row] = []
+        for row in rows[start : start + batch_size]:
+            width = max([len(row), *(len(r) for r in group)])
+            if group and forward_tokens is not None and width * (len(group) + 1) > forward_tokens:
+                groups.append(group)
+                group = []
+            group.append(row)
+        groups.append(group)
+    return groups
 
 
 def _start(

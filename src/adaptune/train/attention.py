@@ -1,0 +1,124 @@
+"""Attention over packed rows that computes each example on its own: causal SDPA per example.
+
+With packing (:mod:`~adaptune.train.packing`), transformers' ``sdpa`` builds a block-diagonal
+causal mask over the whole row and the kernel computes every score of the row, most of them
+masked: for a 1,024-token row of two examples that is about four times the work of attending
+within each example, and a boolean ``L × L`` mask per row besides. On a CPU that was a third of
+a SmolLM2-135M training step (``bench/attention.py`` measures it).
+
+:data:`NAME` is an attention implementation registered with transformers' ``AttentionInterface``
+(and its mask interface) that splits each row where its ``position_ids`` restart at 0 and runs
+``scaled_dot_product_attention(is_causal=True)`` on each example alone: the same result, no mask,
+and only the causal half of each example's scores. Anything else (a padding mask, a KV cache,
+positions that are not runs of ``0, 1, …``) goes to transformers' own ``sdpa`` unchanged, so the
+implementation is safe to leave on for evaluation and generation. :func:`packed_attention`
+switches a model to it for the length of a training run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+NAME = "adaptune_packed"
+"""The attention implementation's registered name."""
+
+
+def segments(position_ids: torch.Tensor) -> list[list[int]] | None:
+    """Per row, the lengths of its examples (runs of positions ``0, 1, …``); ``None`` otherwise."""
+    if position_ids.dim() != 2:
+        return None
+    starts = position_ids == 0
+    if not bool(starts[:, 0].all()):
+        return None
+    steps = position_ids[:, 1:] - position_ids[:, :-1]
+    if not bool(((steps == 1) | starts[:, 1:]).all()):
+        return None
+    width = position_ids.shape[1]
+    out = []
+    for row in starts:
+        begin = row.nonzero().flatten().tolist()
+        out.append([b - a for a, b in zip(begin, [*begin[1:], width], strict=True)])
+    return out
+
+
+def packed_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention-function signature: ``(batch, seq, heads, head_dim)`` out."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    position_ids = kwargs.get("position_ids")
+    same_length = query.shape[2] == key.shape[2]
+    lengths = None
+    if attention_mask is None and position_ids is not None and same_length:
+        lengths = segments(position_ids.expand(query.shape[0], -1))
+    if lengths is None or kwargs.get("softcap") is not None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout, scaling, **kwargs
+        )
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:  # measured: faster on the CPU kernel than enable_gqa
+        key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
+    rows = []
+    for b, parts in enumerate(lengths):
+        q, k, v = query[b], key[b], value[b]  # (heads, seq, head_dim)
+        if len(parts) > 1:
+            pieces = zip(q.split(parts, 1), k.split(parts, 1), v.split(parts, 1), strict=True)
+        else:
+            pieces = iter([(q, k, v)])
+        outs = [
+            F.scaled_dot_product_attention(
+                qs[None], ks[None], vs[None], dropout_p=dropout, is_causal=True, scale=scaling
+            )[0]
+            for qs, ks, vs in pieces
+        ]  # fmt: skip
+        rows.append(torch.cat(outs, 1) if len(outs) > 1 else outs[0])
+    out = torch.stack(rows) if len(rows) > 1 else rows[0][None]
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _mask(**kwargs: Any) -> Any:
+    """No mask where :func:`packed_attention_forward` needs none; ``sdpa``'s mask otherwise."""
+    from transformers.masking_utils import sdpa_mask
+
+    plain = kwargs.get("attention_mask") is None and not kwargs.get("q_offset")
+    if plain and kwargs.get("q_length") == kwargs.get("kv_length"):
+        return None
+    return sdpa_mask(**kwargs)
+
+
+def register() -> None:
+    """Make :data:`NAME` known to transformers (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(NAME, packed_attention_forward)
+    AttentionMaskInterface.register(NAME, _mask)
+
+
+@contextmanager
+def packed_attention(lm: Any) -> Iterator[bool]:
+    """Run ``lm`` (a transformers causal LM) with :data:`NAME` while inside; yields whether it
+    switched (only models on ``sdpa`` are switched, and switched back on exit)."""
+    config = getattr(lm, "config", None)
+    if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
+        yield False
+        return
+    register()
+    config._attn_implementation = NAME
+    try:
+        yield True
+    finally:
+        config._attn_implementation = "sdpa"
