@@ -58,6 +58,9 @@ def train(
     max_len: int = typer.Option(1024, "--max-len", help="Tokens per packed row."),
     target: str = typer.Option("attention", "--target", help="attention or all-linear."),
     grad_accum: int = typer.Option(1, "--grad-accum", help="Steps of gradient accumulation."),
+    forward_tokens: int = typer.Option(
+        1024, "--forward-tokens", help="Most tokens per forward pass (memory); 0: no limit."
+    ),
     grad_checkpointing: bool = typer.Option(
         False, "--grad-checkpointing", help="Recompute activations to save memory."
     ),
@@ -95,6 +98,7 @@ def train(
         max_len=max_len,
         target=target,
         grad_accum=grad_accum,
+        forward_tokens=forward_tokens or None,
         grad_checkpointing=grad_checkpointing,
         release_memory=release_memory,
         checkpoint_every=checkpoint_every,
