@@ -3,38 +3,59 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from adaptune.cli.output import err, note, print_json
+from adaptune.cli.output import err, print_json, progress
 from adaptune.errors import ConfigError, InputRejected
 from adaptune.ingest import Source
 from adaptune.ingest import ingest as run_ingest
 from adaptune.store import open_store
 from adaptune.types import IngestReport
 
+if TYPE_CHECKING:
+    from adaptune.ingest.github import GitHubSource
+
 app = typer.Typer(help="Get issues from a tracker or a file into the store.", no_args_is_help=True)
 
 DomainOpt = typer.Option(None, "--domain", help="Domain to put the source in (default: its own).")
 JsonOpt = typer.Option(False, "--json", help="Print the report as JSON on stdout.")
 StrictOpt = typer.Option(False, "--strict", help="Reject the whole file if any row is bad.")
+GITHUB_API = "https://api.github.com"
+ApiUrlOpt = typer.Option(
+    GITHUB_API, "--api-url", help="API base URL (Enterprise: https://HOST/api/v3)."
+)
+GitHubTokenOpt = typer.Option(None, "--token", help="API token (default: $GITHUB_TOKEN).")
 
 
-@contextmanager
-def _progress() -> Iterator[Callable[[str], None]]:
-    with err.status("starting…") as status:
+def github_source(
+    repo: str,
+    api_url: str = GITHUB_API,
+    token: str | None = None,
+    since: datetime | None = None,
+    state: str = "all",
+    comments: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> GitHubSource:
+    """A GitHub source from command-line values; the token defaults to ``$GITHUB_TOKEN``."""
+    from adaptune.ingest.github import GitHubSource
 
-        def show(message: str) -> None:
-            status.update(message)
-            if "waiting" in message or "retry" in message:
-                note(message)
-
-        yield show
+    if state not in ("all", "open", "closed"):
+        raise ConfigError(f"--state must be all, open or closed, not {state!r}.")
+    return GitHubSource(
+        repo,
+        api_url=api_url,
+        token=token or os.environ.get("GITHUB_TOKEN") or None,
+        since=since,
+        state=state,
+        comments=comments,
+        progress=progress,
+    )
 
 
 def _run(
@@ -42,8 +63,8 @@ def _run(
 ) -> None:
     store = open_store()
     try:
-        with _progress() as progress:
-            report = run_ingest(source_factory(progress), store, domain=domain)
+        with progress() as show:
+            report = run_ingest(source_factory(show), store, domain=domain)
         _report(report, store.status(), as_json)
     finally:
         store.close()
@@ -123,31 +144,18 @@ def _since(value: str | None) -> datetime | None:
 @app.command("github")
 def github_cmd(
     repo: str = typer.Argument(..., help="OWNER/REPO"),
-    api_url: str = typer.Option("https://api.github.com", "--api-url", help="API base URL."),
+    api_url: str = ApiUrlOpt,
     since: str | None = typer.Option(None, "--since", help="Only issues updated since (ISO)."),
     state: str = typer.Option("all", "--state", help="all, open or closed."),
     comments: bool = typer.Option(False, "--comments", help="Also fetch closed issues' comments."),
-    token: str | None = typer.Option(None, "--token", help="API token (default: $GITHUB_TOKEN)."),
+    token: str | None = GitHubTokenOpt,
     domain: str | None = DomainOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Sync a GitHub repository's issues and PRs (incremental, conditional, rate-limit aware)."""
-    from adaptune.ingest.github import GitHubSource
-
-    if state not in ("all", "open", "closed"):
-        raise ConfigError(f"--state must be all, open or closed, not {state!r}.")
-    token = token or os.environ.get("GITHUB_TOKEN") or None
     cursor = _since(since)
     _run(
-        lambda p: GitHubSource(
-            repo,
-            api_url=api_url,
-            token=token,
-            since=cursor,
-            state=state,
-            comments=comments,
-            progress=p,
-        ),
+        lambda p: github_source(repo, api_url, token, cursor, state, comments, progress=p),
         domain,
         as_json,
     )

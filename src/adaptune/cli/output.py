@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -19,3 +21,16 @@ def print_json(data: Any) -> None:
 def note(message: str) -> None:
     """A progress or status line on stderr (so that stdout stays parseable)."""
     err.print(f"[dim]{message}[/]", soft_wrap=True)
+
+
+@contextmanager
+def progress(start: str = "starting…") -> Iterator[Callable[[str], None]]:
+    """A status line fed with progress messages; waits and retries also stay on screen."""
+    with err.status(start) as status:
+
+        def show(message: str) -> None:
+            status.update(message)
+            if "waiting" in message or "retry" in message:
+                note(message)
+
+        yield show

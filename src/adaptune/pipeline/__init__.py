@@ -1,7 +1,7 @@
 """The only package that wires several stages together.
 
-- :func:`demo`: ingest the bundled sample → build the dataset → compare the training
-  strategies (train, evaluate, report).
+- :func:`demo` (in :mod:`~adaptune.pipeline.demos`): ingest the bundled sample or a GitHub
+  repository → build the dataset → compare the training strategies (train, evaluate, report).
 - :func:`plan` and :func:`run_iteration`: one training iteration of a domain: dataset build →
   retrieved context (memory) → train → register. The parent of an ``adaptive`` run is the
   domain's newest adaptive adapter of an earlier window (or one named with ``parent``, from any
@@ -14,84 +14,18 @@ The CLI, the service's worker and the tests all call these.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from adaptune.dataset import build as build_dataset
 from adaptune.dataset.artifacts import DatasetError, find_build, iter_examples, read_manifest
 from adaptune.errors import ConfigError
-from adaptune.ingest import ingest
-from adaptune.ingest.files import file_source
 from adaptune.store import Store
 from adaptune.store.domains import resolve_domain
 from adaptune.types import Example
 
-SAMPLE = "huggingface-datasets-2021-2022.jsonl.gz"
 CONTEXTS = ("retrieved", "none")
-
-
-def sample_path() -> Path:
-    """The bundled sample of real huggingface/datasets issues and their fixing PRs."""
-    return Path(str(resources.files("adaptune") / "samples" / SAMPLE))
-
-
-def demo(
-    store: Store, progress: Callable[[str], None] | None = None, quick: bool = False
-) -> tuple[list[str], dict[str, Any] | None, Path | None]:
-    """Ingest the sample, build its dataset, compare the strategies; summary lines, metrics, report.
-
-    ``quick`` trains fewer, shorter adapters on two windows (minutes on a 2-core CPU); the full
-    demo trains four windows per strategy. Adapters already trained are reused.
-    """
-    from adaptune.pipeline.compare import compare
-
-    report = ingest(file_source(sample_path(), progress=progress), store)
-    lines = [
-        f"ingested {SAMPLE}: {report.seen} rows ({report.inserted} new, "
-        f"{report.updated} updated, {report.unchanged} unchanged, "
-        f"{len(report.rejected)} rejected)",
-    ]
-    data = build_dataset(store, progress=progress)
-    tasks = data.manifest["tasks"]
-    lines.append(
-        f"dataset build {data.build_id}: {tasks['qa']['total']} qa pairs in "
-        f"{len(tasks['qa']['windows'])} windows, {tasks['triage']['total']} triage examples, "
-        f"{tasks['duplicates']['total']} duplicate pairs ({data.path})"
-    )
-    metrics, folder = compare(store, None, demo_config(quick), progress=progress)
-    return lines, metrics, folder
-
-
-def demo_config(quick: bool) -> Any:
-    """How big the demo is: sized for a 2-core CPU (see the README for measured times)."""
-    from adaptune.pipeline.compare import CompareConfig
-
-    if quick:
-        return CompareConfig(
-            first=2,
-            last=3,
-            max_steps=1,
-            batch_size=2,
-            max_len=384,
-            heldout_per_window=4,
-            ranking_examples=0,
-            probes_per_window=0,
-            generate=3,
-        )
-    return CompareConfig(
-        first=2,
-        last=5,
-        max_steps=6,
-        batch_size=4,
-        max_len=512,
-        heldout_per_window=10,
-        ranking_examples=12,
-        probes_per_window=4,
-        generate=10,
-    )
 
 
 @dataclass(frozen=True, slots=True)
