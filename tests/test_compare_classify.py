@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adaptune.cli.compare import classify_lines
+from adaptune.cli.summary import classify_lines
 from adaptune.dataset import BuildConfig, build
 from adaptune.evaluate.plots import fmt3
 from adaptune.evaluate.report import render_report

@@ -30,7 +30,7 @@ def demo(
     """
     from transformers.utils import logging as hf_logging
 
-    from adaptune.cli.compare import classify_lines, modes_table, summary_table
+    from adaptune.cli.summary import print_summary
     from adaptune.pipeline.demos import demo as run_demo
     from adaptune.store import open_store
 
@@ -50,11 +50,4 @@ def demo(
         store.close()
     for line in lines:
         out.print(line, soft_wrap=True)
-    out.print(summary_table(metrics))
-    out.print(modes_table(metrics))
-    for line in classify_lines(metrics):
-        out.print(line, soft_wrap=True)
-    out.print("[bold]What the numbers say[/] (style-only control and retrieval baseline included):")
-    for line in metrics["verdict"]:
-        out.print(f"- {line}", soft_wrap=True)
-    out.print(f"report: {folder / 'report.html'}")
+    print_summary(metrics, folder)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from adaptune.cli.compare import fmt_ci
 from adaptune.cli.output import err, out, print_json
+from adaptune.cli.summary import fmt_ci
 
 LABELS = {
     "nll": "answer NLL (lower is better)",
