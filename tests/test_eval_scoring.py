@@ -269,3 +269,44 @@ def test_retrieval_baseline_never_answers_from_the_future(pairs) -> None:
     assert answers[1] != train[1].answer and answers[1] in {train[0].answer, ""}  # … not yet known
     assert answers[2] != train[2].answer  # never itself
     assert retrieval_baseline(train, [], WordEmbedder()) == []
+
+
+@ignore_peft_warning
+def test_evaluator_scores_each_example_and_prior_once_per_adapter(tok, pairs, tmp_path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from adaptune.evaluate.measure import Evaluator
+
+    lora = get_peft_model(tiny_model(tok), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    lora.save_pretrained(tmp_path / "adapter")
+    ev = Evaluator(tiny_model(tok), tok, max_len=256)
+    forwards = []
+    ev.model.get_decoder().register_forward_pre_hook(lambda *a: forwards.append(1))
+    base = ev.nll(None, pairs[:4], False)
+    assert len(forwards) > 0
+    forwards.clear()
+    again = ev.nll(None, pairs[2:6], False)  # two cached, two new
+    assert again[:2].tolist() == base[2:].tolist()
+    assert again.tolist() == pytest.approx(ev.nll(None, pairs[2:6], False).tolist())
+    fresh = Evaluator(tiny_model(tok), tok, max_len=256).nll(None, pairs[2:6], False)
+    assert again == pytest.approx(fresh, abs=1e-5)
+    counted = len(forwards)
+    ev.nll(None, pairs[:6], False)
+    assert len(forwards) == counted  # nothing new to score
+    adapted = ev.nll(tmp_path / "adapter", pairs[:4], False)
+    assert not np.allclose(adapted, base)  # another adapter is another cache
+    with_ctx = [with_context(p) for p in pairs[:4]]  # same ids, context added: scored anew
+    assert not np.allclose(ev.nll(None, with_ctx, True), base)
+    kwargs = {"candidates_per_example": 6, "hard_negatives": 2, "max_answer_tokens": 16}
+    first = ev.ranking(None, pairs[:4], pool=pairs, **kwargs)
+    forwards.clear()
+    second = ev.ranking(None, pairs[:4], pool=pairs, **kwargs)
+    assert second.ranks == first.ranks
+    rescored = len(forwards)
+    forwards.clear()
+    Evaluator(ev.model, tok, max_len=256).ranking(None, pairs[:4], pool=pairs, **kwargs)
+    assert rescored < len(forwards)  # the empty-question priors were not scored again

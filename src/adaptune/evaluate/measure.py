@@ -8,6 +8,8 @@ removed again after each measurement.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,12 +23,20 @@ from adaptune.types import Example
 
 
 class Evaluator:
-    """A base model and tokenizer, measured bare or with one adapter at a time."""
+    """A base model and tokenizer, measured bare or with one adapter at a time.
+
+    Scores are kept per adapter (its folder and weights file's size and time) for the life of
+    the evaluator: an example measured twice in the same way (the continual-learning matrix
+    and the ways to answer share cells), or a candidate fix's empty-question NLL needed by
+    several rankings, is computed once.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, max_len: int = 1024) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_len = max_len
+        self._nll: dict[tuple[Any, ...], float] = {}
+        self._priors: dict[tuple[Any, ...], dict[Any, float]] = {}
 
     @contextmanager
     def using(self, adapter: Path | None) -> Iterator[Any]:
@@ -44,14 +54,41 @@ class Evaluator:
 
     def nll(self, adapter: Path | None, examples: Sequence[Example], context: bool) -> np.ndarray:
         """Per-example answer NLL on ``examples``."""
-        with self.using(adapter) as model:
-            return answer_nll(
-                model, self.tokenizer, examples, context=context, max_len=self.max_len
-            )
+        keys = [(_version(adapter), context, self.max_len, _digest(e)) for e in examples]
+        todo = {k: e for k, e in zip(keys, examples, strict=True) if k not in self._nll}
+        if todo:
+            with self.using(adapter) as model:
+                got = answer_nll(
+                    model, self.tokenizer, list(todo.values()), context=context,
+                    max_len=self.max_len,
+                )  # fmt: skip
+            self._nll.update(zip(todo, got.tolist(), strict=True))
+        return np.array([self._nll[k] for k in keys])
 
     def ranking(
         self, adapter: Path | None, examples: Sequence[Example], **kwargs: Any
     ) -> RankingResult:
         """Fix ranking of ``examples`` (see :func:`~adaptune.evaluate.ranking.fix_ranking`)."""
+        priors = self._priors.setdefault((_version(adapter), self.max_len), {})
         with self.using(adapter) as model:
-            return fix_ranking(model, self.tokenizer, examples, max_len=self.max_len, **kwargs)
+            return fix_ranking(
+                model, self.tokenizer, examples, max_len=self.max_len, priors=priors, **kwargs
+            )
+
+
+def _version(adapter: Path | None) -> tuple[Any, ...]:
+    """What identifies an adapter's weights cheaply: its folder, and its weights file's size and
+    modification time (a folder rewritten in place scores anew)."""
+    if adapter is None:
+        return ()
+    path = Path(adapter).resolve()
+    weights = path / "adapter_model.safetensors"
+    stat = weights.stat() if weights.exists() else None
+    return (str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None)
+
+
+def _digest(example: Example) -> str:
+    """An example's identity for the score cache: its id, question, answer and context."""
+    context = json.dumps(example.meta.get("context") or [], sort_keys=True, default=str)
+    blob = "\0".join((example.id, example.question, example.answer, context))
+    return hashlib.sha1(blob.encode()).hexdigest()

@@ -103,11 +103,14 @@ def fix_ranking(
     max_answer_tokens: int | None = 64,
     max_len: int = 1024,
     batch_size: int = 16,
+    priors: dict[Any, float] | None = None,
 ) -> RankingResult:
     """Rank each example's true fix among fixes of ``pool`` (default: the examples themselves).
 
     ``max_examples`` ranks a seeded sample of that many examples; ``context=True`` puts each
     example's retrieved ``meta["context"]`` in its prompt (the empty-question NLL never has it).
+    ``priors`` caches the empty-question NLLs across calls on the same model (they depend on
+    nothing else): a dict that the caller keeps per model and adapter.
     """
     pool = list(examples if pool is None else pool)
     queries = sample(examples, max_examples, seed)
@@ -121,7 +124,10 @@ def fix_ranking(
         probe = encode(tokenizer, queries[0].question, sets[0][0], max_len=max_len)
         scorer = Scorer.build(model, lm, tokenizer, batch_size, probe)
         empty = prompt_ids(tokenizer, "", budget=budget)
-        prior = dict(zip(answers, scorer.nll(empty, [targets[a] for a in answers]), strict=True))
+        known = {} if priors is None else priors
+        todo = list(dict.fromkeys(t for a in answers if (t := targets[a]) not in known))
+        known.update(zip(todo, scorer.nll(empty, todo), strict=True))
+        prior = {a: known[targets[a]] for a in answers}
         ranks = []
         for query, cands in zip(queries, sets, strict=True):
             ctx = example_context(query) if context else ()
