@@ -19,9 +19,10 @@ def summary_table(metrics: dict) -> Table:
         "BWT",
         "FWT",
         "tokens",
-        "seconds",
-        title="lower NLL is better; BWT < 0 is forgetting",
+        "sec",
+        title="lower NLL is better; BWT < 0 is forgetting; cost: training tokens, seconds",
     )
+    table.columns[0].no_wrap = True
     for name, s in metrics["strategies"].items():
         r = s["R"]
         nxt = [r[i][i + 1] for i in range(len(r) - 1)]
@@ -40,11 +41,15 @@ def summary_table(metrics: dict) -> Table:
 
 
 def modes_table(metrics: dict) -> Table:
-    """The ways to answer: NLL and fix ranking with 95% CIs."""
+    """The ways to answer: NLL, fix ranking and generated answers, with 95% CIs."""
     keys = ("nll", "fix_acc1", "fix_mrr", "embed_sim", "rouge_l")
-    table = Table("answer mode", "NLL", "fix acc@1", "fix MRR", "answer sim", "ROUGE-L")
+    table = Table(
+        "way to answer", "NLL", "fix acc@1", "fix MRR", "answer sim", "ROUGE-L",
+        title="mean [95% CI]; NLL lower is better, the others higher",
+    )  # fmt: skip
+    table.columns[0].no_wrap = True
     for name, m in metrics["answer_modes"].items():
-        table.add_row(name, *(fmt_ci(m.get(k)) for k in keys))
+        table.add_row(name, *(fmt_ci(m.get(k), 2) for k in keys))
     return table
 
 
@@ -72,11 +77,11 @@ def _mean(values: list) -> str:
     return f"{sum(vals) / len(vals):.3f}" if vals else "-"
 
 
-def fmt_ci(ci: list | None) -> str:
-    """``mean [lo, hi]`` of a ``[mean, lo, hi]`` interval, or ``-``."""
+def fmt_ci(ci: list | None, digits: int = 3) -> str:
+    """``mean [lo, hi]`` of a ``[mean, lo, hi]`` interval (``digits`` after the point), or ``-``."""
     if not ci or ci[0] is None or ci[0] != ci[0]:
         return "-"
-    return f"{ci[0]:.3f} [{ci[1]:.3f}, {ci[2]:.3f}]"
+    return f"{ci[0]:.{digits}f} [{ci[1]:.{digits}f}, {ci[2]:.{digits}f}]"
 
 
 def probe_lines(metrics: dict) -> list[str]:

@@ -1,6 +1,6 @@
 """The demo, end to end: ingest → dataset build → compare the strategies (train, evaluate, report).
 
-Two sources: the bundled sample (no network; windows 2–5 of its build, 2–3 with ``quick``) or a
+Two sources: the bundled sample (no network; windows 2–4 of its build, 2–3 with ``quick``) or a
 live GitHub repository, whose windows are chosen from what its build holds
 (:func:`choose_windows`). Adapters already trained are reused, so a second run is cheap.
 """
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 SAMPLE = "huggingface-datasets-2021-2022.jsonl.gz"
 MIN_WINDOWS = 2
 """Consecutive trainable windows a chain needs: one to learn, one to carry on from it."""
-MOST_WINDOWS = 4
+MOST_WINDOWS = 3
 """Windows of a full demo on a repository (``quick``: :data:`MIN_WINDOWS`)."""
 
 DemoResult = tuple[list[str], dict[str, Any], Path]
@@ -124,14 +124,14 @@ def demo_config(quick: bool) -> Any:
         )
     return CompareConfig(
         first=2,
-        last=5,
-        max_steps=6,
+        last=4,
+        max_steps=4,
         batch_size=4,
         max_len=512,
-        heldout_per_window=10,
-        ranking_examples=12,
-        probes_per_window=4,
-        generate=10,
+        heldout_per_window=6,
+        ranking_examples=6,
+        probes_per_window=2,
+        generate=6,
     )
 
 
