@@ -26,9 +26,9 @@ def measure(src: Path, home: Path, window: str, first: int, last: int) -> dict:
     """Ingest, build, and the classifier measurements of windows ``first``..``last``."""
     from adaptune.config import load_settings
     from adaptune.dataset import BuildConfig, build
+    from adaptune.dataset.artifacts import iter_examples
     from adaptune.ingest import ingest
     from adaptune.ingest.files import file_source
-    from adaptune.dataset.artifacts import iter_examples
     from adaptune.memory import default_embedder
     from adaptune.pipeline.classify_measure import (
         classify_measurements,
