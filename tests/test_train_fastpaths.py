@@ -212,3 +212,17 @@ def test_forward_groups_fit_the_token_budget(lengths, batch_size, budget, want) 
     groups = forward_groups(rows, batch_size, budget)
     assert [len(g) for g in groups] == want
     assert [r for g in groups for r in g] == rows
+
+
+def test_segments_are_worked_out_once_per_position_tensor(monkeypatch) -> None:
+    from adaptune.train import attention
+
+    calls = []
+    real = attention.segments
+    monkeypatch.setattr(attention, "segments", lambda p: calls.append(1) or real(p))
+    positions = torch.tensor([[0, 1, 2, 0, 1]])
+    assert attention._segments_once(positions, 1) == [[3, 2]]
+    assert attention._segments_once(positions, 1) == [[3, 2]] and len(calls) == 1
+    assert attention._segments_once(positions, 2) == [[3, 2], [3, 2]] and len(calls) == 2
+    positions[0, 3:] = torch.tensor([3, 4])  # changed in place: worked out again
+    assert attention._segments_once(positions, 2) == [[5], [5]] and len(calls) == 3

@@ -12,11 +12,16 @@ a SmolLM2-135M training step (``bench/attention.py`` measures it).
 and only the causal half of each example's scores. Anything else (a padding mask, a KV cache,
 positions that are not runs of ``0, 1, …``) goes to transformers' own ``sdpa`` unchanged, so the
 implementation is safe to leave on for evaluation and generation. :func:`packed_attention`
-switches a model to it for the length of a training run.
+switches a model to it for the length of a training run. It relies on the model handing
+``position_ids`` to its attention function, as transformers' Llama-style decoders do; one that
+does not would attend across examples, which the trainer's packing check
+(:func:`adaptune.train.packing.isolates`, run with this implementation on) catches: such a model
+trains one example per row.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +31,8 @@ from torch.nn import functional as F
 
 NAME = "adaptune_packed"
 """The attention implementation's registered name."""
+_LAST: dict[str, Any] = {}
+"""The last ``position_ids`` seen and their segments: every layer of a forward pass asks."""
 
 
 def segments(position_ids: torch.Tensor) -> list[list[int]] | None:
@@ -46,6 +53,16 @@ def segments(position_ids: torch.Tensor) -> list[list[int]] | None:
     return out
 
 
+def _segments_once(position_ids: torch.Tensor, batch: int) -> list[list[int]] | None:
+    """:func:`segments` of ``batch`` rows, worked out once per tensor (not once per layer)."""
+    seen, key = _LAST.get("ids"), (position_ids._version, batch)
+    if seen is not None and seen() is position_ids and _LAST["key"] == key:
+        return _LAST["lengths"]
+    lengths = segments(position_ids.expand(batch, -1))
+    _LAST.update(ids=weakref.ref(position_ids), key=key, lengths=lengths)
+    return lengths
+
+
 def packed_attention_forward(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -63,7 +80,7 @@ def packed_attention_forward(
     same_length = query.shape[2] == key.shape[2]
     lengths = None
     if attention_mask is None and position_ids is not None and same_length:
-        lengths = segments(position_ids.expand(query.shape[0], -1))
+        lengths = _segments_once(position_ids, query.shape[0])
     if lengths is None or kwargs.get("softcap") is not None:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, **kwargs
