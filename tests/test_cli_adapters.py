@@ -94,3 +94,17 @@ def test_export_writes_a_vllm_adapter(lineage, tmp_path):
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
     bad = invoke("export", "vllm-v2", "--to", str(tmp_path / "x"), "--format", "onnx", ok=False)
     assert "Unknown export format" in str(bad.exception)
+
+
+def test_list_shows_every_domain_unless_one_is_named(lineage, adapter_dir):
+    with lineage.begin() as conn:
+        add_domain(conn, "llama")
+    register(lineage, "llama", adapter_dir, strategy="from-base", base_model="org/tiny")
+    every = json.loads(invoke("list", "--json").stdout)
+    assert [row["version"] for row in every] == ["llama-v1", "vllm-v1", "vllm-v2"]  # by domain
+    table = invoke("list").stdout
+    assert "domain" in table and "llama-v1" in table and "vllm-v2" in table
+    only = json.loads(invoke("list", "--domain", "llama", "--json").stdout)
+    assert [row["version"] for row in only] == ["llama-v1"]
+    assert "domain" not in invoke("list", "--domain", "vllm").stdout
+    assert invoke("list", "--domain", "nope", ok=False).exit_code != 0

@@ -43,22 +43,30 @@ def detail(rec: AdapterVersion) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_cmd(domain: str | None = DomainOpt, as_json: bool = JsonOpt) -> None:
-    """List a domain's adapter versions, oldest first."""
+def list_cmd(
+    domain: str | None = typer.Option(None, "--domain", help="Only this domain (default: all)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """List adapter versions by domain, oldest first: every domain's, or one with --domain."""
     from adaptune.registry import list_versions
     from adaptune.store.domains import resolve_domain
 
     store = _store()
-    with store.begin() as conn:
-        name = resolve_domain(conn, domain).name
+    name = None
+    if domain is not None:
+        with store.begin() as conn:
+            name = resolve_domain(conn, domain).name
     versions = list_versions(store, name)
     if as_json:
         print_json([summary(v) for v in versions])
         return
-    table = Table("version", "parent", "strategy", "window", "dataset", "aliases", "created")
+    several = len({v.domain for v in versions}) > 1
+    table = Table(*(["domain"] if several else []), "version", "parent", "strategy", "window",
+                  "dataset", "aliases", "created")  # fmt: skip
     for v in versions:
         parent = f"{v.parent} (deleted)" if v.parent_deleted_at else v.parent
         table.add_row(
+            *([v.domain] if several else []),
             v.version,
             parent or "-",
             v.strategy,
@@ -69,7 +77,7 @@ def list_cmd(domain: str | None = DomainOpt, as_json: bool = JsonOpt) -> None:
         )
     out.print(table)
     if not versions:
-        out.print(f"no adapters in domain {name} yet")
+        out.print(f"no adapters in domain {name} yet" if name else "no adapters yet")
 
 
 @app.command("show")
