@@ -46,7 +46,10 @@ class Evaluator:
             return
         from peft import PeftModel
 
-        peft_model = PeftModel.from_pretrained(self.model, str(adapter), is_trainable=False)
+        from adaptune.train.lora import quiet_peft
+
+        with quiet_peft():
+            peft_model = PeftModel.from_pretrained(self.model, str(adapter), is_trainable=False)
         try:
             yield peft_model
         finally:

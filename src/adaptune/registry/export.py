@@ -134,8 +134,11 @@ def _write_merged(rec: AdapterVersion, tmp: Path, load_base: BaseLoader) -> None
         from peft import PeftModel
     except ImportError:
         raise RegistryError("A merged export needs PEFT; install adaptune[ml].") from None
+    from adaptune.train.lora import quiet_peft
+
     model, tokenizer = load_base(rec.base_model)
-    merged = PeftModel.from_pretrained(model, str(rec.path)).merge_and_unload()
+    with quiet_peft():
+        merged = PeftModel.from_pretrained(model, str(rec.path)).merge_and_unload()
     merged.save_pretrained(str(tmp))
     if tokenizer is not None:
         tokenizer.save_pretrained(str(tmp))

@@ -125,9 +125,12 @@ class LocalGenerator:
                 if self._peft is None:
                     from peft import PeftModel
 
-                    self._peft = PeftModel.from_pretrained(
-                        self._base, str(path), adapter_name=version
-                    )
+                    from adaptune.train.lora import quiet_peft
+
+                    with quiet_peft():
+                        self._peft = PeftModel.from_pretrained(
+                            self._base, str(path), adapter_name=version
+                        )
                 else:
                     self._peft.load_adapter(str(path), adapter_name=version)
             except Exception as exc:  # a corrupt adapter must not take the service down

@@ -45,7 +45,7 @@ def attach(
         task_type="CAUSAL_LM",
     )
     try:
-        with _quiet_peft():
+        with quiet_peft():
             return get_peft_model(model, config)
     except ValueError as exc:
         raise ConfigError(
@@ -58,7 +58,7 @@ def load_parent(model: Any, path: Path) -> Any:
     from peft import PeftModel
 
     parent_sha256(path)
-    with _quiet_peft():
+    with quiet_peft():
         return PeftModel.from_pretrained(model, str(path), is_trainable=True)
 
 
@@ -118,7 +118,8 @@ def detach(model: Any) -> Any:
 
 
 @contextmanager
-def _quiet_peft() -> Iterator[None]:
+def quiet_peft() -> Iterator[None]:
+    """Load or wrap a PEFT model without its transformers deprecation warning (see below)."""
     # PEFT 0.21 reads `model.is_gradient_checkpointing`, which transformers 5 deprecates with a
     # FutureWarning. Not ours to fix, and the test suite turns transformers warnings into errors.
     with warnings.catch_warnings():
