@@ -50,3 +50,18 @@ def test_style_line_when_nothing_is_clear_or_nothing_was_measured() -> None:
     m = metrics([pair("adapter+retrieval", "style-control", "nll", [-0.01, -0.05, 0.03])])
     assert "on no measure clearly; not clearly on answer NLL" in (style_line(m) or "")
     assert style_line(metrics([])) is None
+
+
+def test_verdict_compares_strategies_only_where_acc_was_measured() -> None:
+    from adaptune.pipeline.measure import verdict
+
+    def strat(acc: float) -> dict:
+        return {"acc": acc, "bwt": 0.0, "cost": {"tokens": 100}}
+
+    lines = verdict(
+        {"strategies": {"adaptive": strat(3.0), "from-base": strat(3.2), "cumulative": strat(3.0)}}
+    )
+    assert lines[0].startswith("adaptive is ahead of from-base")
+    assert lines[1].startswith("adaptive is level with cumulative")
+    nan = verdict({"strategies": {"adaptive": strat(float("nan")), "from-base": strat(3.2)}})
+    assert nan[0].startswith("adaptive is not comparable with from-base")

@@ -292,7 +292,9 @@ def verdict(m: dict[str, Any]) -> list[str]:
         for other in ("from-base", "cumulative"):
             if other in strat:
                 a, b = strat["adaptive"], strat[other]
-                word = "ahead of" if a["acc"] < b["acc"] else "behind"
+                nan = a["acc"] != a["acc"] or b["acc"] != b["acc"]  # a window nothing measured
+                word = "not comparable with" if nan else "ahead of" if a["acc"] < b["acc"] else (
+                    "level with" if a["acc"] == b["acc"] else "behind")  # fmt: skip
                 out.append(
                     f"adaptive is {word} {other} on final-window ACC (mean NLL "
                     f"{a['acc']:.3f} vs {b['acc']:.3f}) at {a['cost']['tokens']:.0f} vs "
