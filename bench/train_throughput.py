@@ -7,13 +7,19 @@ variant sees the same token ids) and the default model (SmolLM2-135M-Instruct, f
 (a) ``plain``: transformers ``Trainer`` + PEFT LoRA (r=16, alpha=32, dropout 0.05 on the q, k,
     v, o projections), batches of 8 examples right-padded to the longest (at most 256 tokens),
     labels -100 on padding and prompt, the model's own full-logits loss, AdamW. The named baseline.
+    ``plain_bf16``: the same with the Trainer's ``bf16=True`` (autocast), to show what bf16
+    alone gives the baseline.
 (b) ``trl_sft``: TRL's ``SFTTrainer`` with its own packing (best-fit decreasing, 256 tokens, 8
     packed sequences per step, flattened padding-free); only if TRL is installed (``--install-trl``
     installs it when ``pip install --dry-run trl`` leaves torch alone), else the JSON says why.
 (c) ``adaptune``: :func:`adaptune.train.train` with ``strategy="from-base"``, packed rows of
     ``--max-len`` tokens, 8 rows per step, with the trainer's defaults: forward passes of at most
     1,024 tokens (``forward_tokens``), each packed example attended alone, the head only at
-    answer positions and chunked, the frozen MLPs keeping two activations.
+    answer positions and chunked, the frozen MLPs keeping two activations, and its default
+    precision ``auto`` (bf16 autocast where the CPU multiplies bf16 natively, as AVX-512 BF16
+    and AMX do; fp32 elsewhere: the JSON says which it used). ``adaptune_fp32``: the same in
+    fp32, which separates what the fast paths give from what bf16 gives. The per-step losses
+    of the two (same rows, same seed) are compared in ``bf16_loss_gap``.
 
 Every variant uses the same token ids (:func:`adaptune.train.format.encode_example` with
 ``max_len=256``), runs in its own subprocess with 2 torch threads for 1 warm-up step (not timed)
@@ -21,15 +27,20 @@ plus ``--steps`` timed optimizer steps, and reports real (non-padding) input tok
 (every input token of the examples processed, prompt included; the same count for all
 variants), seconds per step and the peak RSS of its process (``VmHWM``).
 
-FLOP ceiling and share: the machine's ceiling is fp32 ``torch.matmul`` of 2048×2048 matrices on
-2 threads, measured before and after the variants (the higher is used). Training FLOPs per real
-token are ``4·N + 6·N_lora`` with N the base model's parameter count (tied embedding counted
-once: the head matmul is real work, the embedding lookup is not): a LoRA run does the forward
-(2·N) and the input-gradient backward (2·N) through every frozen weight but no weight-gradient
-backward for them (the 3rd 2·N of the usual 6·N·T), while the LoRA weights do all three (6·N_lora).
-Attention-score FLOPs (3–7 % more at 256 tokens) are left out, and every variant is credited the
-same FLOPs per real token whatever it skips or wastes (padding, a head on prompt positions, a
-2,048-wide attention mask), so the share is model-FLOP utilisation, comparable across variants.
+FLOP ceiling and share: the machine's ceilings are fp32 and bf16 ``torch.matmul`` of 2048×2048
+matrices on 2 threads, measured before and after the variants (the higher is used); a variant's
+share is of the ceiling of the precision it trained in. Training FLOPs per real token are
+``4·N + 6·N_lora + A``, with N the base model's parameter count (tied embedding counted once:
+the head matmul is real work, the embedding lookup is not): a LoRA run does the forward (2·N)
+and the input-gradient backward (2·N) through every frozen weight but no weight-gradient
+backward for them (the 3rd 2·N of the usual 6·N·T), while the LoRA weights do all three
+(6·N_lora). ``A`` is attention's own work, the scores and their weighted sum, counted causally
+within each example as the PaLM paper's MFU counts it (forward and backward: 6·layers·heads·
+head_dim·L(L+1) per example of L tokens, averaged per token over the pool: about a tenth more
+at 1,024 tokens). Every variant is credited the same FLOPs per real token whatever it skips
+or wastes (padding, a head on prompt positions, a mask across packed examples), so the share
+is model-FLOP utilisation, comparable across variants; ``ceiling_share_without_attention``
+is the share without ``A``, as earlier versions of this script reported it.
 
 (d) Adaptive iteration cost: for the first 4 qa windows of the build (and the latest, for
 contrast), the examples and real tokens (``max_len`` 1024, the default) that ``adaptive`` (25 %
@@ -44,7 +55,7 @@ forward pass of the baselines (8 per optimizer step, accumulated); ``--forward-t
 adaptune's token budget per forward pass (default: the trainer's, 1,024) and
 ``--release-memory`` its opt-in glibc setting. The committed result:
 
-    python bench/train_throughput.py --max-len 1024 --micro-batch 2 --steps 4 --install-trl
+    python bench/train_throughput.py --max-len 1024 --micro-batch 2 --steps 6 --install-trl
 
 1024 is the trainer's default ``max_len``: there the plain baseline pads 27 % (42 % in batches
 of 8), which a 256-token cut hides.
@@ -67,7 +78,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,7 +86,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT.parent / "shared/data/github/huggingface-datasets.issues.jsonl.gz"
 HOME = Path(os.environ.get("ADAPTUNE_BENCH_HOME", "~/.cache/adaptune/bench-home")).expanduser()
-VARIANTS = ("plain", "trl_sft", "adaptune")
+VARIANTS = ("plain", "plain_bf16", "trl_sft", "adaptune_fp32", "adaptune")
+BF16 = ("plain_bf16",)
+"""Variants that train in bf16 whatever the machine (adaptune's own default says in its JSON)."""
 BATCH, MAX_LEN, THREADS = 8, 256, 2
 MICRO = 8
 """Rows (or padded examples) per forward pass; BATCH / MICRO passes are accumulated per step."""
@@ -138,11 +151,16 @@ def read_pool(path: Path) -> list[Any]:
 # --- machine ---------------------------------------------------------------------------------
 
 
-def matmul_ceiling(n: int = 2048, reps: int = 10, rounds: int = 3) -> float:
-    """GFLOP/s of fp32 ``n``×``n`` matmuls on this process's torch threads (best round)."""
+def matmul_ceiling(
+    n: int = 2048, reps: int = 10, rounds: int = 3, precision: str = "fp32"
+) -> float:
+    """GFLOP/s of ``n``×``n`` matmuls (fp32, or bf16 with ``precision="bf16"``) on this
+    process's torch threads (best round)."""
     import torch
 
-    a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    out = torch.empty(n, n, dtype=dtype)
     for _ in range(2):
         torch.matmul(a, b, out=out)
     best = 0.0
@@ -199,6 +217,8 @@ class Meter:
         self.losses: list[float] = []
         self.bounds: list[int] = []
         """Forward passes counted when each step ended."""
+        self.precision = "fp32"
+        """The precision the variant trained in."""
 
     def count(self, module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
         """Forward pre-hook on the decoder: real and fed (padding included) tokens of a training
@@ -243,6 +263,7 @@ class Meter:
             "cpu_s_per_step": round((self.cpu[-1] - self.cpu[0]) / steps, 2),
             "step_s": [round(t, 2) for t in step_s],
             "losses": [round(x, 4) for x in self.losses],
+            "precision": self.precision,
         }
 
 
@@ -261,8 +282,9 @@ def lora_model(model: Any) -> Any:
     return get_peft_model(model, config)
 
 
-def trainer_args(cls: Any, out: Path, steps: int, **extra: Any) -> Any:
-    """Training arguments shared by (a) and (b): fp32, no recompute, no saving, no reporting."""
+def trainer_args(cls: Any, out: Path, steps: int, bf16: bool = False, **extra: Any) -> Any:
+    """Training arguments shared by (a) and (b): fp32 (bf16 autocast with ``bf16``), no
+    recompute, no saving, no reporting."""
     return cls(
         output_dir=str(out),
         per_device_train_batch_size=MICRO,
@@ -279,7 +301,7 @@ def trainer_args(cls: Any, out: Path, steps: int, **extra: Any) -> Any:
         disable_tqdm=True,
         dataloader_num_workers=0,
         gradient_checkpointing=False,
-        bf16=False,
+        bf16=bf16,
         use_cpu=True,
         seed=0,
         **extra,
@@ -300,8 +322,10 @@ def clock_callback(meter: Meter) -> Any:
     return Clock()
 
 
-def run_plain(model: Any, tokenizer: Any, encoded: Sequence[Any], steps: int, out: Path) -> Meter:
-    """(a) Trainer + PEFT, padded batches, full logits."""
+def run_plain(
+    model: Any, tokenizer: Any, encoded: Sequence[Any], steps: int, out: Path, bf16: bool = False
+) -> Meter:
+    """(a) Trainer + PEFT, padded batches, full logits (``bf16``: the Trainer's bf16 autocast)."""
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     meter = Meter()
@@ -311,7 +335,7 @@ def run_plain(model: Any, tokenizer: Any, encoded: Sequence[Any], steps: int, ou
     collator = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
     trainer = Trainer(
         model=lora_model(model),
-        args=trainer_args(TrainingArguments, out, steps),
+        args=trainer_args(TrainingArguments, out, steps, bf16=bf16),
         train_dataset=rows,
         data_collator=collator,
         callbacks=[clock_callback(meter)],
@@ -348,8 +372,11 @@ def run_trl(model: Any, tokenizer: Any, encoded: Sequence[Any], steps: int, out:
     return meter
 
 
-def run_adaptune(model: Any, tokenizer: Any, pool: Sequence[Any], steps: int, out: Path) -> Meter:
-    """(c) adaptune.train.train, from-base, packed rows of MAX_LEN, BATCH rows per step."""
+def run_adaptune(
+    model: Any, tokenizer: Any, pool: Sequence[Any], steps: int, out: Path, precision: str = "auto"
+) -> Meter:
+    """(c) adaptune.train.train, from-base, packed rows of MAX_LEN, BATCH rows per step, in
+    ``precision`` (the trainer's default: ``auto``); the meter's ``precision`` is what it used."""
     from adaptune.train import TrainConfig, train
 
     meter = Meter()
@@ -373,12 +400,23 @@ def run_adaptune(model: Any, tokenizer: Any, pool: Sequence[Any], steps: int, ou
         lora_alpha=LORA["lora_alpha"],
         lora_dropout=LORA["lora_dropout"],
         checkpoint_every=0,
+        precision=precision,
         **budget,
     )
     result = train(pool, config, out, model=model, tokenizer=tokenizer, progress=progress)
+    meter.precision = result.manifest["config"]["precision"]
     meter.losses = list(result.losses)
     meter.real = [b - a for a, b in zip([0, *tokens], tokens, strict=False)]
     return meter
+
+
+def attention_flops(config: Any, lengths: Sequence[int]) -> float:
+    """Attention's FLOPs per real token, forward and backward, each example attended causally
+    on its own: 3 × 2 matmuls × 2 FLOPs × heads·head_dim × L(L+1)/2 per layer (docstring)."""
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    per_example = sum(n * (n + 1) for n in lengths)
+    return 6 * config.num_hidden_layers * heads * head_dim * per_example / max(1, sum(lengths))
 
 
 def child(variant: str, pool_path: Path, steps: int, result_path: Path) -> None:
@@ -398,17 +436,23 @@ def child(variant: str, pool_path: Path, steps: int, result_path: Path) -> None:
         for name, m in model.named_modules()
         if name.rsplit(".", 1)[-1] in TARGETS and isinstance(m, torch.nn.Linear)
     )
+    lengths = [len(encode_example(tokenizer, ex, MAX_LEN).input_ids) for ex in pool]
     with tempfile.TemporaryDirectory() as tmp:
-        if variant == "adaptune":
-            meter = run_adaptune(model, tokenizer, pool, steps, Path(tmp))
+        if variant.startswith("adaptune"):
+            precision = "fp32" if variant == "adaptune_fp32" else "auto"
+            meter = run_adaptune(model, tokenizer, pool, steps, Path(tmp), precision)
+        elif variant.startswith("plain"):
+            encoded = [encode_example(tokenizer, ex, MAX_LEN) for ex in pool]
+            meter = run_plain(model, tokenizer, encoded, steps, Path(tmp), variant in BF16)
+            meter.precision = "bf16" if variant in BF16 else "fp32"
         else:
             encoded = [encode_example(tokenizer, ex, MAX_LEN) for ex in pool]
-            run: Callable[..., Meter] = run_plain if variant == "plain" else run_trl
-            meter = run(model, tokenizer, encoded, steps, Path(tmp))
+            meter = run_trl(model, tokenizer, encoded, steps, Path(tmp))
     out = meter.result()
     out.update(
         params=params,
         lora_params=lora_params,
+        attention_flops_per_token=round(attention_flops(model.config, lengths)),
         peak_rss_mb=round(peak_rss_mb()),
         wall_s=round(time.perf_counter() - started, 1),
         loadavg_before=[round(x, 2) for x in load],
@@ -483,12 +527,35 @@ def padded_share(lengths: Sequence[int], batch: int = BATCH, seed: int = 0) -> f
 # --- report ------------------------------------------------------------------------------------
 
 
-def flops_share(result: dict[str, Any], ceiling: float) -> float | None:
-    """Share of the matmul ceiling: (4·N + 6·N_lora) FLOPs per real token (module docstring)."""
+def flops_share(
+    result: dict[str, Any], ceilings: dict[str, float], attention: bool = True
+) -> float | None:
+    """Share of the matmul ceiling of the variant's precision: ``4·N + 6·N_lora`` FLOPs per real
+    token, plus attention's own with ``attention`` (module docstring)."""
     if "tokens_per_s" not in result:
         return None
     per_token = 4 * result["params"] + 6 * result["lora_params"]
+    per_token += result.get("attention_flops_per_token", 0) if attention else 0
+    ceiling = ceilings[result.get("precision", "fp32")]
     return round(result["tokens_per_s"] * per_token / (ceiling * 1e9), 3)
+
+
+def ratio(variants: dict[str, Any], ours: str, base: str) -> float | None:
+    """tokens/s of variant ``ours`` over variant ``base`` (``None`` if either did not run)."""
+    a, b = (variants.get(k, {}).get("tokens_per_s") for k in (ours, base))
+    return round(a / b, 2) if a and b else None
+
+
+def loss_gap(variants: dict[str, Any]) -> dict[str, Any] | None:
+    """Per-step losses of adaptune in its own precision against adaptune in fp32 (same rows,
+    same seed, same initialisation): the mean and largest absolute difference."""
+    ours, fp32 = (variants.get(k, {}) for k in ("adaptune", "adaptune_fp32"))
+    if ours.get("precision") != "bf16" or not (ours.get("losses") and fp32.get("losses")):
+        return None
+    gaps = [abs(a - b) for a, b in zip(ours["losses"], fp32["losses"], strict=False)]
+    mean = sum(fp32["losses"]) / len(fp32["losses"])
+    return {"mean_abs": round(sum(gaps) / len(gaps), 4), "max_abs": round(max(gaps), 4),
+            "mean_fp32_loss": round(mean, 4)}  # fmt: skip
 
 
 def median_speedup(variants: dict[str, Any]) -> float | None:
@@ -498,21 +565,24 @@ def median_speedup(variants: dict[str, Any]) -> float | None:
 
 
 def print_tables(result: dict[str, Any]) -> None:
-    head = f"{'variant':<10}{'tok/s':>9}{'median':>9}{'s/step':>9}{'pad':>7}{'RSS MB':>9}"
-    print(head + f"{'ceiling':>9}{'wall s':>9}  vs plain")
+    head = f"{'variant':<14}{'prec':>5}{'tok/s':>8}{'median':>8}{'s/step':>8}{'pad':>6}"
+    print(head + f"{'RSS MB':>8}{'ceiling':>9}{'wall s':>8}  vs plain")
     plain = result["variants"]["plain"].get("tokens_per_s")
     for name, v in result["variants"].items():
         if "tokens_per_s" not in v:
-            print(f"{name:<10}  skipped: {v.get('skipped') or v.get('error')}")
+            print(f"{name:<14}  skipped: {v.get('skipped') or v.get('error')}")
             continue
-        ratio = f"{v['tokens_per_s'] / plain:.2f}x" if plain else "-"
+        times = f"{v['tokens_per_s'] / plain:.2f}x" if plain else "-"
         print(
-            f"{name:<10}{v['tokens_per_s']:>9.0f}{v['tokens_per_s_median_step']:>9.0f}"
-            f"{v['s_per_step']:>9.2f}"
-            f"{v['padding_share']:>7.0%}{v['peak_rss_mb']:>9}{v['ceiling_share']:>9.1%}"
-            f"{v['wall_s']:>9.0f}  {ratio}"
+            f"{name:<14}{v['precision']:>5}{v['tokens_per_s']:>8.0f}"
+            f"{v['tokens_per_s_median_step']:>8.0f}{v['s_per_step']:>8.2f}"
+            f"{v['padding_share']:>6.0%}{v['peak_rss_mb']:>8}{v['ceiling_share']:>9.1%}"
+            f"{v['wall_s']:>8.0f}  {times}"
         )
-    print(f"matmul ceiling: {result['ceiling_gflops']} GFLOP/s fp32 on {THREADS} threads")
+    print(
+        f"matmul ceiling on {THREADS} threads: {result['ceiling_gflops']} GFLOP/s fp32, "
+        f"{result['ceiling_gflops_bf16']} GFLOP/s bf16 (each variant's share is of its own)"
+    )
     print(
         f"plain's padding share would be {result['plain_padding_share_at_max_len_1024']:.0%} at "
         f"max_len 1024 (mean example {result['mean_example_tokens_at_max_len_1024']} tokens)"
@@ -529,7 +599,10 @@ def print_tables(result: dict[str, Any]) -> None:
     goals = result["goals"]
     print(
         f"\nspeed-up vs plain: {result['speedup_vs_plain']}x (median step: "
-        f"{result['speedup_vs_plain_median_step']}x; goal ≥ {goals['speedup_target']}x, "
+        f"{result['speedup_vs_plain_median_step']}x; adaptune in fp32: "
+        f"{result['speedup_fp32_vs_plain']}x; adaptune vs plain in bf16: "
+        f"{result['speedup_vs_plain_bf16']}x; bf16 vs fp32 step losses: "
+        f"{result['bf16_loss_gap']}; goal ≥ {goals['speedup_target']}x, "
         f"at least {goals['speedup_min']}x); ceiling share ≥ {goals['ceiling_share']:.0%}; "
         f"peak RSS < {goals['peak_rss_gb']} GB; goals met: {result['goals_met']}"
     )
@@ -581,7 +654,7 @@ def main() -> None:
 
     torch.set_num_threads(THREADS)
     started, load = time.perf_counter(), os.getloadavg()
-    ceiling_before = matmul_ceiling()
+    ceiling_before = {p: matmul_ceiling(precision=p) for p in ("fp32", "bf16")}
     trl_ok, trl_note = trl_status(args.install_trl)
     with tempfile.TemporaryDirectory() as tmp:
         examples = build_examples(args.src, Path(tmp) / "home")
@@ -597,12 +670,12 @@ def main() -> None:
                 variants[name] = {"skipped": trl_note}
                 continue
             variants[name] = spawn(name, Path(tmp) / "pool.jsonl", args.steps, Path(tmp))
-    ceiling_after = matmul_ceiling()
-    ceiling = round(max(ceiling_before, ceiling_after), 1)
+    ceiling_after = {p: matmul_ceiling(precision=p) for p in ("fp32", "bf16")}
+    ceilings = {p: round(max(ceiling_before[p], ceiling_after[p]), 1) for p in ceiling_before}
     for v in variants.values():
-        v["ceiling_share"] = flops_share(v, ceiling)
+        v["ceiling_share"] = flops_share(v, ceilings)
+        v["ceiling_share_without_attention"] = flops_share(v, ceilings, attention=False)
     cost, sizes = iteration_cost(examples)
-    plain, ours = (variants[k].get("tokens_per_s") for k in ("plain", "adaptune"))
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
@@ -619,15 +692,22 @@ def main() -> None:
             "rows_per_forward": MICRO,
             "adaptune_forward_tokens": OURS_TOKENS or TrainConfig().forward_tokens,
             "adaptune_release_memory": RELEASE,
+            "adaptune_precision": variants["adaptune"].get("precision"),
         },
         "timed_steps": args.steps,
         "warmup_steps": 1,
-        "ceiling_gflops": ceiling,
-        "ceiling_gflops_before_after": [round(ceiling_before, 1), round(ceiling_after, 1)],
-        "flops_per_real_token": "4*params + 6*lora_params (see the script's docstring)",
+        "ceiling_gflops": ceilings["fp32"],
+        "ceiling_gflops_bf16": ceilings["bf16"],
+        "ceiling_gflops_before_after": {
+            p: [round(ceiling_before[p], 1), round(ceiling_after[p], 1)] for p in ceilings
+        },
+        "flops_per_real_token": "4*params + 6*lora_params + attention_flops_per_token (docstring)",
         "trl": trl_note,
         "variants": variants,
-        "speedup_vs_plain": round(ours / plain, 2) if plain and ours else None,
+        "speedup_vs_plain": ratio(variants, "adaptune", "plain"),
+        "speedup_fp32_vs_plain": ratio(variants, "adaptune_fp32", "plain"),
+        "speedup_vs_plain_bf16": ratio(variants, "adaptune", "plain_bf16"),
+        "bf16_loss_gap": loss_gap(variants),
         "speedup_vs_plain_median_step": median_speedup(variants),
         "iteration_cost": cost,
         "plain_padding_share_at_max_len_1024": padded_share(list(sizes.values())),

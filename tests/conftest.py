@@ -22,6 +22,8 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     home = tmp_path / "home"
     monkeypatch.setenv("ADAPTUNE_HOME", str(home))
     monkeypatch.delenv("ADAPTUNE_DATABASE_URL", raising=False)
+    # What the trainer's precision "auto" means must not depend on the CPU the tests run on.
+    monkeypatch.setenv("ADAPTUNE_TRAIN_PRECISION", "fp32")
     for var in ("GITHUB_TOKEN", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     yield home

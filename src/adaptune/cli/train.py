@@ -67,6 +67,9 @@ def train(
     release_memory: bool = typer.Option(
         False, "--release-memory", help="Give freed activations back at once (flat RSS, slower)."
     ),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 where the CPU/GPU has it natively), fp32 or bf16."
+    ),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Checkpoint each N steps."),
     seed: int = typer.Option(0, "--seed", help="Random seed (runs are deterministic)."),
     domain: str | None = typer.Option(None, "--domain", help="Domain (default: the only one)."),
@@ -101,6 +104,7 @@ def train(
         forward_tokens=forward_tokens or None,
         grad_checkpointing=grad_checkpointing,
         release_memory=release_memory,
+        precision=precision,
         checkpoint_every=checkpoint_every,
         seed=seed,
     )

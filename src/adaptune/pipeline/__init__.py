@@ -162,6 +162,7 @@ def run_iteration(
         parent=f"{parent.domain}:{parent.version}" if parent else None,
         config={
             **config.to_dict(),
+            "precision": result.manifest["config"]["precision"],  # what "auto" resolved to
             "context": the_plan.context,
             "replayed": result.manifest.get("replayed"),
         },

@@ -114,10 +114,14 @@ def _train_config(cfg: CompareConfig, strategy: str, window: str, replay: float)
 def _reusable(store: Store, p: Plan, label: str, config: Any, parent: str | None) -> Any:
     """An adapter already trained with the same data, config and parent, if any."""
     from adaptune.registry import list_versions
+    from adaptune.train.loop import device
+    from adaptune.train.precision import resolve
 
     want = {**config.to_dict(), "context": p.context}
+    precision = resolve(config.precision, device())  # adapters record what "auto" became
     for v in reversed(list_versions(store, p.domain)):
         same = v.strategy == label and v.window == p.window and v.dataset == p.build
+        same = same and v.config.get("precision", "fp32") == precision  # older ones: fp32
         if same and v.parent == parent and all(v.config.get(k) == want.get(k) for k in REUSE_KEYS):
             return v
     return None

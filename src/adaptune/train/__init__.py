@@ -5,7 +5,8 @@ examples), :mod:`~adaptune.train.model` (base model), :mod:`~adaptune.train.form
 template, answer-only labels, truncation), :mod:`~adaptune.train.packing`,
 :mod:`~adaptune.train.lora`, :mod:`~adaptune.train.loss` (head only at answer positions),
 :mod:`~adaptune.train.attention` (each packed example attended alone),
-:mod:`~adaptune.train.mlp` (a leaner MLP backward), :mod:`~adaptune.train.loop` and
+:mod:`~adaptune.train.mlp` (a leaner MLP backward), :mod:`~adaptune.train.precision` (bf16
+where native), :mod:`~adaptune.train.loop` and
 :mod:`~adaptune.train.checkpoint`.
 """
 
@@ -14,14 +15,14 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from adaptune.train import lora
+from adaptune.train import lora, precision
 from adaptune.train.attention import packed_attention
 from adaptune.train.checkpoint import CheckpointError
 from adaptune.train.config import TrainConfig, TrainResult, data_hash, run_hash
@@ -72,6 +73,7 @@ def train(
     if parent_adapter and parent is None:
         log.info("Strategy %s starts from the base model; parent adapter ignored", config.strategy)
     model, tokenizer, base = _base(config, model, tokenizer)
+    config = replace(config, precision=precision.resolve(config.precision, device()))
     encoded = [encode_example(tokenizer, ex, config.max_len) for ex in chosen.examples]
     parent_sha = lora.parent_sha256(parent) if parent else None
     digest = run_hash(config, data_hash(chosen.examples), base.sha256, parent_sha)
@@ -87,7 +89,10 @@ def train(
             head_only, packs = _checks(peft_model, encoded[0])
             rows = pack(encoded, config.max_len, enabled=packs)
             root, pad_id = out_dir / "checkpoints", tokenizer.pad_token_id
-            state = run(peft_model, rows, config, root, digest, pad_id, progress, resume, head_only)
+            with precision.low_precision_weights(peft_model, config.precision):
+                state = run(
+                    peft_model, rows, config, root, digest, pad_id, progress, resume, head_only
+                )
         info = _manifest(config, chosen, base, parent_sha, digest, state)
         info["parent"] = str(parent) if parent else None
         adapter_dir = out_dir / "adapter"

@@ -19,6 +19,7 @@ from adaptune.types import Example
 Strategy = Literal["adaptive", "from-base", "cumulative"]
 Target = Literal["attention", "all-linear"]
 DropoutDraw = Literal["shared", "peft"]
+Precision = Literal["auto", "fp32", "bf16"]
 STRATEGIES: tuple[str, ...] = ("adaptive", "from-base", "cumulative")
 TARGETS: tuple[str, ...] = ("attention", "all-linear")
 
@@ -74,6 +75,11 @@ class TrainConfig:
     :mod:`adaptune.train.memory`): peak RSS stays at what is live, but every fresh page
     faults (measured by hand: 165 against 223 real tokens/s at two 1,024-token rows per
     forward; ``bench/train_throughput.py --release-memory`` re-measures it)."""
+    precision: Precision = "auto"
+    """``bf16``: the forward pass's matmuls in bf16 under autocast, LoRA weights, optimizer and
+    loss in fp32 (:mod:`adaptune.train.precision`); ``fp32``: everything in fp32; ``auto``:
+    ``bf16`` where the CPU or GPU does bf16 natively, else ``fp32``. :func:`adaptune.train.train`
+    records the precision it resolved to."""
     model: str | None = None
     """Base model: a local folder or a Hugging Face id already cached; ``None`` for the default."""
     warmup_ratio: float = 0.05
@@ -95,6 +101,7 @@ class TrainConfig:
         _check(self.forward_tokens is None or self.forward_tokens > 0, "forward_tokens > 0")
         _check(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
         _check(self.dropout_draw in ("shared", "peft"), "dropout_draw must be shared or peft")
+        _check(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
         _check(0 <= self.replay_share <= 10, "replay_share must be in [0, 10]")
         _check(self.checkpoint_every >= 0, "checkpoint_every must be 0 (off) or positive")
         _check(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")

@@ -27,6 +27,7 @@ from adaptune.train import checkpoint
 from adaptune.train.config import TrainConfig
 from adaptune.train.loss import AnswerLoss, causal_lm
 from adaptune.train.packing import Row, collate
+from adaptune.train.precision import autocast
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,8 @@ def _step(
         last = k == len(micro) - 1
         with net.no_sync() if size > 1 and not last else nullcontext():
             tensors = {name: t.to(device) for name, t in collate(batch, pad_id).items()}
-            nll, _count = net(tensors["input_ids"], tensors["position_ids"], tensors["labels"])
+            with autocast(config.precision, device):
+                nll, _ = net(tensors["input_ids"], tensors["position_ids"], tensors["labels"])
             # DDP averages over processes; scale so the sum is over all the step's answer tokens.
             (nll * size / denominator).backward()
         nll_sum += nll.detach()

@@ -63,6 +63,8 @@ class AnswerLoss(nn.Module):
 
 CHUNK = 128
 """Answer positions per chunk in :func:`head_nll` (chunk × vocabulary floats at a time)."""
+HEAD_FP32 = True
+"""Under autocast (bf16 training), compute the head and its logits in the head's own dtype."""
 
 
 def head_nll(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -72,6 +74,12 @@ def head_nll(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> to
     (the gradient is computed in the forward pass); anything else (a trainable or wrapped head)
     computes plain logits, through the module, in one piece.
     """
+    kind = hidden.device.type
+    if HEAD_FP32 and torch.is_autocast_enabled(kind):  # bf16 training: logits stay fp32
+        with torch.autocast(kind, enabled=False):
+            weight = getattr(head, "weight", None)
+            dtype = weight.dtype if isinstance(weight, torch.Tensor) else hidden.dtype
+            return head_nll(head, hidden.to(dtype), targets)
     weight = getattr(head, "weight", None)
     fused = type(head) is nn.Linear and weight is not None and not weight.requires_grad
     bias = head.bias if fused else None

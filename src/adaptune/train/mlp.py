@@ -8,6 +8,8 @@ frozen (LoRA on the attention projections, the default) :class:`_FrozenGatedMLP`
 ``gate(x)`` and ``up(x)`` only and recomputes the SiLU, an element-wise op, in the backward pass:
 a third less MLP memory for the same numbers. :func:`frozen_mlps` swaps it in for a training run;
 MLPs whose projections carry LoRA layers or train (``--target all-linear``) keep their own path.
+Under autocast (bf16 training, :mod:`~adaptune.train.precision`) the input and weights are cast
+before the function runs, so its backward, which autocast does not reach, computes in bf16 too.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from adaptune.train.precision import autocast_dtype
 
 
 def _gated(
@@ -70,7 +74,13 @@ def _forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if not (self.training and torch.is_grad_enabled()):
         return type(self).forward(self, x)
     weights = (self.gate_proj.weight, self.up_proj.weight, self.down_proj.weight)
-    return _FrozenGatedMLP.apply(x, *weights)
+    dtype = autocast_dtype(x)
+    if dtype is None:
+        return _FrozenGatedMLP.apply(x, *weights)
+    # Under autocast (bf16 training) cast here, as autocast would: the backward then computes
+    # in the same dtype, where autocast is off.
+    with torch.autocast(x.device.type, enabled=False):
+        return _FrozenGatedMLP.apply(x.to(dtype), *(w.to(dtype) for w in weights))
 
 
 @torch.no_grad()

@@ -1,0 +1,141 @@
+"""Mixed precision for training: bf16 matmuls where the hardware does them natively.
+
+A CPU with AVX-512 BF16 or AMX (``avx512_bf16`` / ``amx_bf16`` in ``/proc/cpuinfo``) multiplies
+bf16 matrices at about twice its fp32 rate (``bench/train_throughput.py`` measures both
+ceilings); a GPU with bf16 support does so too. With ``precision="bf16"`` the training forward
+pass runs under :func:`torch.autocast`: the frozen base weights' matmuls (projections, MLPs,
+attention) take bf16 inputs and accumulate in fp32, while everything autocast leaves alone
+stays fp32: the residual stream, the norms, the LoRA weights themselves and their optimizer
+state (the master copy), the loss. The answer-token head, whose logits set the loss, runs in
+fp32 (:mod:`~adaptune.train.loss`). The saved adapter is fp32 either way.
+
+``auto`` (the default) picks ``bf16`` only where it is native and ``fp32`` elsewhere: on a CPU
+without those instructions bf16 is emulated and slower than fp32. ``ADAPTUNE_TRAIN_PRECISION``
+(``fp32`` or ``bf16``) overrides what ``auto`` picks, for every run on the machine (the test
+suite sets ``fp32`` so that its numbers do not depend on the CPU it runs on).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+ENV = "ADAPTUNE_TRAIN_PRECISION"
+"""Environment variable that says what ``auto`` means on this machine (``fp32`` or ``bf16``)."""
+
+
+@cache
+def native_bf16_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX); ``False`` if unknown."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return any(flag in flags for flag in _CPU_FLAGS)
+    return False
+
+
+def resolve(precision: str, device: torch.device) -> Literal["fp32", "bf16"]:
+    """``precision`` made concrete for ``device``: ``auto`` becomes ``bf16`` where native."""
+    if precision in ("fp32", "bf16"):
+        return precision  # type: ignore[return-value]
+    if precision != "auto":
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    chosen = os.environ.get(ENV, "").strip().lower()
+    if chosen in ("fp32", "bf16"):
+        return chosen  # type: ignore[return-value]
+    if chosen:
+        raise ValueError(f"{ENV} must be fp32 or bf16, not {chosen!r}")
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if native_bf16_cpu() else "fp32"
+    return "fp32"
+
+
+@contextmanager
+def autocast(precision: str, device: torch.device) -> Iterator[None]:
+    """Inside, ``bf16`` runs the forward pass under autocast; ``fp32`` changes nothing."""
+    if precision != "bf16":
+        yield
+        return
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        yield
+
+
+def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast would compute a matmul of ``x`` in, or ``None`` outside autocast
+    (for custom autograd functions, which autocast does not reach into for the backward)."""
+    kind = x.device.type
+    if not torch.is_autocast_enabled(kind):
+        return None
+    dtype = torch.get_autocast_dtype(kind)
+    return dtype if dtype != x.dtype else None
+
+
+def split_bf16(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An fp32 tensor as its bf16 rounding (to nearest, ties away from zero) and an int16
+    remainder, together exactly as large as the fp32 and exactly it again by :func:`join_bf16`.
+
+    The bf16 value is the upper 16 bits of the fp32 rounded up where the lower 16 bits are
+    ``0x8000`` or more, so the remainder ``bits - (high << 16)`` lies in ``[-32768, 32767]``."""
+    bits = weight.detach().contiguous().view(torch.int32)
+    high = (bits + 0x8000) >> 16  # two's complement: wraps only for NaN payloads, still exact
+    low = (bits - (high << 16)).to(torch.int16)
+    return high.to(torch.int16).view(torch.bfloat16), low
+
+
+def join_bf16(high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """The fp32 tensor that :func:`split_bf16` split, bit for bit."""
+    bits = (high.view(torch.int16).to(torch.int32) << 16) + low.to(torch.int32)
+    return bits.view(torch.float32)
+
+
+@contextmanager
+def low_precision_weights(model: torch.nn.Module, precision: str) -> Iterator[int]:
+    """Inside, with ``bf16``, the frozen ``nn.Linear`` weights of ``model`` (not its output
+    head) are bf16, so autocast does not cast them again in every forward pass (it caches casts
+    only of weights that train); yields how many were swapped. Each fp32 weight is kept as its
+    bf16 rounding plus an int16 remainder (:func:`split_bf16`), no more memory than the fp32
+    alone, and put back on exit bit for bit (a weight shared by several modules stays shared)."""
+    if precision != "bf16":
+        yield 0
+        return
+    head = getattr(model, "get_output_embeddings", lambda: None)()
+    inner = getattr(model, "get_base_model", lambda: model)()
+    head = head if head is not None else getattr(inner, "get_output_embeddings", lambda: None)()
+    swapped: list[tuple[torch.nn.Linear, int]] = []
+    parts: dict[int, tuple[torch.nn.Parameter, torch.Tensor]] = {}  # id(fp32) -> (bf16, rest)
+    try:  # a failure half-way still puts back what was swapped
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if type(module) is not torch.nn.Linear or module is head or weight is None:
+                continue
+            if weight.requires_grad or weight.dtype != torch.float32:
+                continue
+            if id(weight) not in parts:
+                high, low = split_bf16(weight)
+                parts[id(weight)] = (torch.nn.Parameter(high, requires_grad=False), low)
+            swapped.append((module, id(weight)))
+            module.weight = parts[id(weight)][0]
+            del weight  # the fp32 storage goes once no module holds it
+        yield len(swapped)
+    finally:
+        restored: dict[int, torch.nn.Parameter] = {}
+        for module, key in swapped:
+            if key not in restored:
+                high, low = parts[key]
+                restored[key] = torch.nn.Parameter(join_bf16(high, low), requires_grad=False)
+            module.weight = restored[key]
