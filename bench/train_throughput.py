@@ -34,13 +34,14 @@ share is of the ceiling of the precision it trained in. Training FLOPs per real 
 the head matmul is real work, the embedding lookup is not): a LoRA run does the forward (2·N)
 and the input-gradient backward (2·N) through every frozen weight but no weight-gradient
 backward for them (the 3rd 2·N of the usual 6·N·T), while the LoRA weights do all three
-(6·N_lora). ``A`` is attention's own work, the scores and their weighted sum, counted causally
-within each example as the PaLM paper's MFU counts it (forward and backward: 6·layers·heads·
-head_dim·L(L+1) per example of L tokens, averaged per token over the pool: about a tenth more
-at 1,024 tokens). Every variant is credited the same FLOPs per real token whatever it skips
-or wastes (padding, a head on prompt positions, a mask across packed examples), so the share
-is model-FLOP utilisation, comparable across variants; ``ceiling_share_without_attention``
-is the share without ``A``, as earlier versions of this script reported it.
+(6·N_lora). ``A`` is attention's own work, the scores and their weighted sum, which the PaLM
+paper's MFU counts too (there without the causal half): here only the causal half within each
+example, forward and backward, 6·layers·heads·head_dim·L(L+1) per example of L tokens,
+averaged per token over the pool (about 14 % on top of 4·N at 1,024 tokens). Every variant
+is credited the same FLOPs per real token whatever it skips or wastes (padding, a head on
+prompt positions, a mask across packed examples), so the share is model-FLOP utilisation,
+comparable across variants; ``ceiling_share_without_attention`` is the share without ``A``,
+as earlier versions of this script reported it.
 
 (d) Adaptive iteration cost: for the first 4 qa windows of the build (and the latest, for
 contrast), the examples and real tokens (``max_len`` 1024, the default) that ``adaptive`` (25 %

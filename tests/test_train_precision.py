@@ -18,11 +18,9 @@ from adaptune.train import precision as precision_module
 from adaptune.train.loss import head_nll
 from adaptune.train.precision import (
     autocast,
-    join_bf16,
     low_precision_weights,
     native_bf16_cpu,
     resolve,
-    split_bf16,
 )
 from test_train_fastpaths import _one_thread as _one_thread  # autouse: one torch thread
 from test_train_fastpaths import batch as batch
@@ -142,40 +140,18 @@ def test_frozen_linear_weights_are_bf16_inside_and_the_same_fp32_after(tok) -> N
     )
 
 
-def test_split_bf16_rounds_to_nearest_and_joins_back_bit_for_bit() -> None:
-    gen = torch.Generator().manual_seed(0)
-    specials = [0.0, -0.0, 1.0, -1.0, 1e-40, -1e-40, 3.0e38, float("inf"), float("-inf")]
-    ties = torch.tensor([0x3F808000, 0x3F818000, 0xBF808000 - 2**32], dtype=torch.int32)
-    values = torch.cat(
-        [
-            torch.randn(10_000, generator=gen) * 10.0 ** torch.randint(-8, 8, (10_000,)),
-            torch.tensor(specials),
-            ties.view(torch.float32),
-            torch.tensor([float("nan")]),
-        ]
-    )
-    high, low = split_bf16(values)
-    assert high.dtype == torch.bfloat16 and low.dtype == torch.int16
-    assert high.element_size() + low.element_size() == values.element_size()
-    assert torch.equal(join_bf16(high, low).view(torch.int32), values.view(torch.int32))
-    finite = values.isfinite() & (values.abs() < 3e38)
-    error = (high.float() - values)[finite].abs()
-    nearest = (values.to(torch.bfloat16).float() - values)[finite].abs()
-    assert torch.equal(error, nearest)  # as close as torch's own rounding (ties aside)
-    assert high[-4:-1].float().abs().tolist() == [1.0078125, 1.015625, 1.0078125]  # ties: away
-
-
 def test_a_weight_shared_by_two_linears_stays_shared_and_exact() -> None:
     first, second = nn.Linear(8, 8, bias=False), nn.Linear(8, 8, bias=False)
     second.weight = first.weight
     first.weight.requires_grad_(False)
     model = nn.Sequential(first, second)
-    before = first.weight.detach().clone()
+    before, original = first.weight.detach().clone(), first.weight
     with low_precision_weights(model, "bf16") as swapped:
         assert swapped == 2 and first.weight is second.weight
         assert first.weight.dtype == torch.bfloat16
     assert first.weight is second.weight and first.weight.dtype == torch.float32
     assert torch.equal(first.weight, before) and not first.weight.requires_grad
+    assert first.weight is original  # the very fp32 parameter is put back
 
 
 def test_weights_are_put_back_when_the_run_inside_fails(tok) -> None:
