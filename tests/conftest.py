@@ -16,14 +16,22 @@ SHARED_DATA = Path(
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def fp32_training() -> Iterator[None]:
+    """What the trainer's precision ``auto`` means must not depend on the CPU the tests run on:
+    fp32, for the whole session, so that module-scoped fixtures that train (which run before
+    any function-scoped fixture) train as the tests they are compared with do."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ADAPTUNE_TRAIN_PRECISION", "fp32")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point ADAPTUNE_HOME at a fresh folder and drop any database URL from the environment."""
     home = tmp_path / "home"
     monkeypatch.setenv("ADAPTUNE_HOME", str(home))
     monkeypatch.delenv("ADAPTUNE_DATABASE_URL", raising=False)
-    # What the trainer's precision "auto" means must not depend on the CPU the tests run on.
-    monkeypatch.setenv("ADAPTUNE_TRAIN_PRECISION", "fp32")
     for var in ("GITHUB_TOKEN", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     yield home
