@@ -437,17 +437,16 @@ def child(variant: str, pool_path: Path, steps: int, result_path: Path) -> None:
         for name, m in model.named_modules()
         if name.rsplit(".", 1)[-1] in TARGETS and isinstance(m, torch.nn.Linear)
     )
-    lengths = [len(encode_example(tokenizer, ex, MAX_LEN).input_ids) for ex in pool]
+    encoded = [encode_example(tokenizer, ex, MAX_LEN) for ex in pool]
+    lengths = [len(e.input_ids) for e in encoded]
     with tempfile.TemporaryDirectory() as tmp:
         if variant.startswith("adaptune"):
             precision = "fp32" if variant == "adaptune_fp32" else "auto"
             meter = run_adaptune(model, tokenizer, pool, steps, Path(tmp), precision)
         elif variant.startswith("plain"):
-            encoded = [encode_example(tokenizer, ex, MAX_LEN) for ex in pool]
             meter = run_plain(model, tokenizer, encoded, steps, Path(tmp), variant in BF16)
             meter.precision = "bf16" if variant in BF16 else "fp32"
         else:
-            encoded = [encode_example(tokenizer, ex, MAX_LEN) for ex in pool]
             meter = run_trl(model, tokenizer, encoded, steps, Path(tmp))
     out = meter.result()
     out.update(

@@ -20,6 +20,7 @@ Strategy = Literal["adaptive", "from-base", "cumulative"]
 Target = Literal["attention", "all-linear"]
 DropoutDraw = Literal["shared", "peft"]
 Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 STRATEGIES: tuple[str, ...] = ("adaptive", "from-base", "cumulative")
 TARGETS: tuple[str, ...] = ("attention", "all-linear")
 
@@ -101,7 +102,7 @@ class TrainConfig:
         _check(self.forward_tokens is None or self.forward_tokens > 0, "forward_tokens > 0")
         _check(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
         _check(self.dropout_draw in ("shared", "peft"), "dropout_draw must be shared or peft")
-        _check(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
+        _check(self.precision in PRECISIONS, "precision must be auto, fp32 or bf16")
         _check(0 <= self.replay_share <= 10, "replay_share must be in [0, 10]")
         _check(self.checkpoint_every >= 0, "checkpoint_every must be 0 (off) or positive")
         _check(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")

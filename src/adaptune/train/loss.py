@@ -63,8 +63,6 @@ class AnswerLoss(nn.Module):
 
 CHUNK = 128
 """Answer positions per chunk in :func:`head_nll` (chunk × vocabulary floats at a time)."""
-HEAD_FP32 = True
-"""Under autocast (bf16 training), compute the head and its logits in the head's own dtype."""
 
 
 def head_nll(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -75,7 +73,7 @@ def head_nll(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> to
     computes plain logits, through the module, in one piece.
     """
     kind = hidden.device.type
-    if HEAD_FP32 and torch.is_autocast_enabled(kind):  # bf16 training: logits stay fp32
+    if torch.is_autocast_enabled(kind):  # bf16 training: the head and its logits stay fp32
         with torch.autocast(kind, enabled=False):
             weight = getattr(head, "weight", None)
             dtype = weight.dtype if isinstance(weight, torch.Tensor) else hidden.dtype

@@ -74,7 +74,7 @@ def _forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if not (self.training and torch.is_grad_enabled()):
         return type(self).forward(self, x)
     weights = (self.gate_proj.weight, self.up_proj.weight, self.down_proj.weight)
-    dtype = autocast_dtype(x)
+    dtype = autocast_dtype(x.device)
     if dtype is None:
         return _FrozenGatedMLP.apply(x, *weights)
     # Under autocast (bf16 training) cast here, as autocast would: the backward then computes
