@@ -5,7 +5,8 @@ The companion of ``bench/train_throughput.py`` (same examples, same model, same 
 warm-up step and profiles the next with :mod:`torch.profiler`, once per precision, each in its
 own process, and groups the operators' self CPU time into matrix multiplies
 (``mm``/``addmm``/``bmm``), attention (PyTorch's CPU flash-attention kernel, forward and
-backward), casts (``copy_``/``_to_copy``) and the rest (element-wise work, the optimizer, …).
+backward, or every operator inside adaptune's blocked bf16 attention), casts
+(``copy_``/``_to_copy``) and the rest (element-wise work, the optimizer, …).
 Self CPU time adds up over both threads' operators as the profiler reports them, so read the
 shares rather than the seconds. It is what says why the share of the matmul ceiling stops where
 it does (the throughput bench's ``ceiling_share``). Writes ``bench/results/train_profile.json``.
@@ -36,9 +37,25 @@ GROUPS = {
 }  # fmt: skip
 
 
-def group(name: str) -> str:
-    """The kind of an operator, by its profiler name."""
+BLOCKED = "_BlockedCausal"
+"""adaptune's own bf16 attention (:mod:`adaptune.train.blocked`): an autograd function whose
+matmuls and softmaxes count as attention, found by their ancestors' names."""
+
+
+def group(name: str, ancestors: tuple[str, ...] = ()) -> str:
+    """The kind of an operator, by its profiler name and the names of the events around it."""
+    if any(BLOCKED in a for a in ancestors):
+        return "attention"
     return next((g for g, names in GROUPS.items() if name in names), "other")
+
+
+def ancestry(event: Any) -> tuple[str, ...]:
+    """The names of the events that enclose ``event`` (its CPU parents), innermost first."""
+    names, parent = [], event.cpu_parent
+    while parent is not None:
+        names.append(parent.name)
+        parent = parent.cpu_parent
+    return tuple(names)
 
 
 def child(precision: str, pool_path: Path, result: Path) -> None:
@@ -69,14 +86,22 @@ def child(precision: str, pool_path: Path, result: Path) -> None:
         )  # fmt: skip
         train(pool, config, Path(tmp), model=model, tokenizer=tokenizer, progress=on_step)
     times: dict[str, float] = {}
-    for event in prof.key_averages():
-        kind = group(event.key)
-        times[kind] = times.get(kind, 0.0) + event.self_cpu_time_total / 1e6
+    ops: dict[str, dict[str, float]] = {}
+    for event in prof.events():
+        kind = group(event.name, (event.name, *ancestry(event)))
+        seconds = event.self_cpu_time_total / 1e6
+        times[kind] = times.get(kind, 0.0) + seconds
+        ops.setdefault(kind, {})
+        ops[kind][event.name] = ops[kind].get(event.name, 0.0) + seconds
     total = sum(times.values())
     out = {
         "self_cpu_s": {k: round(v, 2) for k, v in sorted(times.items())},
         "share": {k: round(v / total, 3) for k, v in sorted(times.items())},
         "total_self_cpu_s": round(total, 2),
+        "top_operators_s": {
+            kind: {k: round(v, 2) for k, v in sorted(named.items(), key=lambda kv: -kv[1])[:8]}
+            for kind, named in sorted(ops.items())
+        },
     }
     result.write_text(json.dumps(out) + "\n")
 

@@ -11,7 +11,10 @@ a SmolLM2-135M training step (``bench/attention.py`` measures it).
 ``scaled_dot_product_attention(is_causal=True)`` on each example alone: the same result, no mask,
 and only the causal half of each example's scores. Anything else (a padding mask, a KV cache,
 positions that are not runs of ``0, 1, …``) goes to transformers' own ``sdpa`` unchanged, so the
-implementation is safe to leave on for evaluation and generation. :func:`packed_attention`
+implementation is safe to leave on for evaluation and generation. Where the attention computes
+in bf16 on a CPU (bf16 autocast in training, :mod:`~adaptune.train.precision`), each example goes
+to :func:`adaptune.train.blocked.causal_attention` instead, which skips the masked half there
+too and runs about 1.5 times as fast as the flash kernel. :func:`packed_attention`
 switches a model to it for the length of a training run. It relies on the model handing
 ``position_ids`` to its attention function, as transformers' Llama-style decoders do; one that
 does not would attend across examples, which the trainer's packing check
@@ -28,6 +31,8 @@ from typing import Any
 
 import torch
 from torch.nn import functional as F
+
+from adaptune.train.blocked import causal_attention
 
 NAME = "adaptune_packed"
 """The attention implementation's registered name."""
@@ -81,10 +86,12 @@ def packed_attention_forward(
     lengths = None
     if attention_mask is None and position_ids is not None and same_length:
         lengths = _segments_once(position_ids, query.shape[0])
-    if lengths is None or kwargs.get("softcap") is not None:
+    if lengths is None or kwargs.get("softcap") is not None or kwargs.get("sliding_window"):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, **kwargs
         )
+    if _blocked_bf16(query, dropout):
+        return _per_example_blocked(query, key, value, lengths, scaling), None
     groups = query.shape[1] // key.shape[1]
     if groups > 1:  # measured: faster on the CPU kernel than enable_gqa
         key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
@@ -104,6 +111,34 @@ def packed_attention_forward(
         rows.append(torch.cat(outs, 1) if len(outs) > 1 else outs[0])
     out = torch.stack(rows) if len(rows) > 1 else rows[0][None]
     return out.transpose(1, 2).contiguous(), None
+
+
+def _blocked_bf16(query: torch.Tensor, dropout: float) -> bool:
+    """Whether this attention computes in bf16 on a CPU (bf16 inputs, or bf16 autocast) with no
+    dropout: then :func:`~adaptune.train.blocked.causal_attention` is the faster kernel."""
+    if query.device.type != "cpu" or dropout:
+        return False
+    if query.dtype == torch.bfloat16:
+        return True
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def _per_example_blocked(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    lengths: list[list[int]],
+    scaling: float | None,
+) -> torch.Tensor:
+    """Each example of each row through the blocked bf16 kernel; ``(batch, seq, heads, dim)``."""
+    rows = []
+    for b, parts in enumerate(lengths):
+        pieces = zip(
+            query[b].split(parts, 1), key[b].split(parts, 1), value[b].split(parts, 1), strict=True
+        )
+        outs = [causal_attention(q, k, v, scaling) for q, k, v in pieces]
+        rows.append(torch.cat(outs) if len(outs) > 1 else outs[0])
+    return torch.stack(rows) if len(rows) > 1 else rows[0][None]
 
 
 def _mask(**kwargs: Any) -> Any:
