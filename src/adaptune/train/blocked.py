@@ -60,12 +60,18 @@ class _BlockedCausal(torch.autograd.Function):
     def forward(
         ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
     ) -> torch.Tensor:
+        k_dtype, v_dtype = k.dtype, v.dtype
         kv, length, d = k.shape
         g = q.shape[0] // kv
-        # (kv, L, G, d): a block of queries is one contiguous (kv, n·G, d) slab
-        qs = (q * scale).view(kv, g, length, d).permute(0, 2, 1, 3).contiguous()
-        k, v = k.contiguous(), v.contiguous()
-        out = torch.empty(kv, length, g, d, dtype=q.dtype)
+        bf16 = torch.bfloat16
+        # (kv, L, G, d): a block of queries is one contiguous (kv, n·G, d) slab; scaling, the
+        # cast to bf16 and the new layout in one pass
+        qs = torch.empty(kv, length, g, d, dtype=bf16)
+        torch.mul(q.view(kv, g, length, d).transpose(1, 2), scale, out=qs)
+        k = k.to(bf16, memory_format=torch.contiguous_format)
+        v = v.to(bf16, memory_format=torch.contiguous_format)
+        ctx.dtypes = (q.dtype, k_dtype, v_dtype)
+        out = torch.empty(kv, length, g, d, dtype=bf16)
         for begin in range(0, length, BLOCK):
             end = min(begin + BLOCK, length)
             rows = qs[:, begin:end].reshape(kv, (end - begin) * g, d)
@@ -79,7 +85,8 @@ class _BlockedCausal(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         qs, k, v = ctx.saved_tensors
         kv, length, g, d = qs.shape
-        grad = grad.reshape(length, kv, g, d).transpose(0, 1).contiguous().to(qs.dtype)
+        grad_out, grad = grad, torch.empty_like(qs)
+        grad.copy_(grad_out.reshape(length, kv, g, d).transpose(0, 1))
         k_scaled = k * ctx.scale
         dq = torch.empty(kv, length, g, d, dtype=qs.dtype)
         dk = torch.zeros(kv, length, d, dtype=torch.float32)
@@ -95,8 +102,10 @@ class _BlockedCausal(torch.autograd.Function):
             ds = torch._softmax_backward_data(dp, p, -1, p.dtype)
             torch.bmm(ds, k_scaled[:, :end], out=dq[:, begin:end].view(kv, n * g, d))
             dk[:, :end] += torch.bmm(ds.transpose(1, 2), rows)
-        dq = dq.permute(0, 2, 1, 3).reshape(kv * g, length, d)
-        return dq, dk.to(qs.dtype), dv.to(qs.dtype), None
+        q_dtype, k_dtype, v_dtype = ctx.dtypes
+        dq_heads = torch.empty(kv, g, length, d, dtype=q_dtype)
+        dq_heads.copy_(dq.transpose(1, 2))
+        return dq_heads.view(kv * g, length, d), dk.to(k_dtype), dv.to(v_dtype), None
 
 
 def causal_attention(
@@ -104,11 +113,10 @@ def causal_attention(
 ) -> torch.Tensor:
     """Causal attention of one example in bf16: ``q (heads, L, d)``, ``k, v (kv_heads, L, d)``
     (``heads`` a multiple of ``kv_heads``) → ``(L, heads, d)`` in bf16; differentiable.
-    Inputs of another dtype are cast to bf16 (and their gradients back)."""
+    Inputs of another dtype are cast to bf16 inside (and their gradients back)."""
     if q.dim() != 3 or k.shape != v.shape or q.shape[1:] != k.shape[1:]:
         raise ValueError(f"shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
     if q.shape[0] % k.shape[0]:
         raise ValueError(f"{q.shape[0]} query heads do not share {k.shape[0]} key heads evenly")
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    bf16 = torch.bfloat16
-    return _BlockedCausal.apply(q.to(bf16), k.to(bf16), v.to(bf16), scale)
+    return _BlockedCausal.apply(q, k, v, scale)
