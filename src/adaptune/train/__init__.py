@@ -4,7 +4,8 @@
 examples), :mod:`~adaptune.train.model` (base model), :mod:`~adaptune.train.format` (chat
 template, answer-only labels, truncation), :mod:`~adaptune.train.packing`,
 :mod:`~adaptune.train.lora`, :mod:`~adaptune.train.loss` (head only at answer positions),
-:mod:`~adaptune.train.attention` (each packed example attended alone),
+:mod:`~adaptune.train.attention` (each packed example attended alone;
+:mod:`~adaptune.train.blocked` in bf16 on a CPU),
 :mod:`~adaptune.train.mlp` (a leaner MLP backward), :mod:`~adaptune.train.precision` (bf16
 where native), :mod:`~adaptune.train.loop` and
 :mod:`~adaptune.train.checkpoint`.
