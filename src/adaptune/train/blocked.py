@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 BLOCK = 128
 """Queries per block: measured on this CPU, 128 beat 64, 192 and 256 over 100–1,000 tokens."""
@@ -67,7 +68,7 @@ class _BlockedCausal(torch.autograd.Function):
         # (kv, L, G, d): a block of queries is one contiguous (kv, n·G, d) slab; scaling, the
         # cast to bf16 and the new layout in one pass
         qs = torch.empty(kv, length, g, d, dtype=bf16)
-        torch.mul(q.view(kv, g, length, d).transpose(1, 2), scale, out=qs)
+        torch.mul(q.reshape(kv, g, length, d).transpose(1, 2), scale, out=qs)
         k = k.to(bf16, memory_format=torch.contiguous_format)
         v = v.to(bf16, memory_format=torch.contiguous_format)
         ctx.dtypes = (q.dtype, k_dtype, v_dtype)
@@ -82,6 +83,7 @@ class _BlockedCausal(torch.autograd.Function):
         return out.transpose(0, 1).reshape(length, kv * g, d)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         qs, k, v = ctx.saved_tensors
         kv, length, g, d = qs.shape
