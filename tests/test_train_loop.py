@@ -171,3 +171,20 @@ def test_a_loaded_model_passed_in_keeps_the_weight_files_hash(tok, tmp_path: Pat
     cfg = TrainConfig(strategy="from-base", max_steps=1, checkpoint_every=0, **FAST)
     result = train(data(), cfg, tmp_path / "run", model=loaded, tokenizer=loaded_tok)
     assert result.manifest["base"]["sha256"] == info.sha256
+
+
+def test_model_checks_run_on_an_examples_tail_and_still_catch_a_changed_head(model, tok) -> None:
+    from adaptune.train import CHECK_TOKENS, _checks
+    from adaptune.train.format import encode_example
+    from adaptune.train.lora import attach
+
+    encoded = encode_example(tok, example(1, body="a long body of text " * 40), 512)
+    assert len(encoded) > 2 * CHECK_TOKENS
+    peft_model = attach(model, dropout=0.0)
+    assert _checks(peft_model, encoded) == (True, True)
+    head = peft_model.get_base_model().lm_head  # the model's own logits now differ from its head
+    hook = head.register_forward_hook(lambda _module, _args, out: out * 2)
+    try:
+        assert _checks(peft_model, encoded) == (False, True)
+    finally:
+        hook.remove()

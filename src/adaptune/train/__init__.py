@@ -124,8 +124,15 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+CHECK_TOKENS = 96
+"""The head-only check runs on the last this-many tokens of an example (its answer tokens among
+them): it compares two computations of the same loss, which any ids serve, and on a whole
+example it took about 2.4 s per trained adapter on SmolLM2-135M (with 96 tokens: about 0.3 s)."""
+
+
 def _checks(model: Any, example: Encoded) -> tuple[bool, bool]:
     """Whether this model allows the head-only loss and packing (see loss.py, packing.py)."""
+    example = Encoded(example.input_ids[-CHECK_TOKENS:], example.labels[-CHECK_TOKENS:])
     batch = collate(pack([example], len(example)), pad_id=0)
     on = device()
     head_only = head_only_matches(model, batch["input_ids"].to(on), batch["labels"].to(on))
