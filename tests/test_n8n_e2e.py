@@ -199,11 +199,14 @@ def _n8n(stack: ExitStack, n8n: Path, tmp_path: Path, env: dict) -> Proc:
 
 
 def _post_ticket(hook: str, body: dict, procs: list[Proc]) -> httpx.Response:
-    """POST to the production webhook; retried while n8n has not registered it yet (404)."""
+    """POST to the production webhook; retried while n8n has not registered it yet (404) or is
+    still starting (it then answers every request with a "starting up" page, status 200 in 1.82,
+    and runs no workflow, so the retry sends the ticket once)."""
 
     def send() -> httpx.Response | None:
         r = httpx.post(hook, json=body, timeout=120)
-        return None if r.status_code == 404 else r
+        starting = "is starting up" in r.text[:200]
+        return None if r.status_code == 404 or starting else r
 
     return _wait_for(f"n8n's webhook {hook}", send, 120, procs)
 
