@@ -68,11 +68,9 @@ def child(precision: str, pool_path: Path, result: Path) -> None:
     torch.set_num_threads(tt.THREADS)
     pool = tt.read_pool(pool_path)
     model, tokenizer, _info = load_base(None, tt.HOME)
-    seen = {"steps": 0}
     prof = profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=1, warmup=0, active=1))
 
     def on_step(_progress: Any) -> None:
-        seen["steps"] += 1
         prof.step()
 
     with prof, tempfile.TemporaryDirectory() as tmp:

@@ -173,15 +173,27 @@ def test_a_loaded_model_passed_in_keeps_the_weight_files_hash(tok, tmp_path: Pat
     assert result.manifest["base"]["sha256"] == info.sha256
 
 
-def test_model_checks_run_on_an_examples_tail_and_still_catch_a_changed_head(model, tok) -> None:
+def test_model_checks_run_on_an_examples_tail_and_still_catch_a_changed_head(
+    model, tok, monkeypatch
+) -> None:
+    import adaptune.train as train_module
     from adaptune.train import CHECK_TOKENS, _checks
-    from adaptune.train.format import encode_example
+    from adaptune.train.format import IGNORE, encode_example
     from adaptune.train.lora import attach
 
+    seen: list[tuple[int, int]] = []
+    real = train_module.head_only_matches
+
+    def spy(lm, input_ids, labels):
+        seen.append((input_ids.shape[1], int((labels != IGNORE).sum())))
+        return real(lm, input_ids, labels)
+
+    monkeypatch.setattr(train_module, "head_only_matches", spy)
     encoded = encode_example(tok, example(1, body="a long body of text " * 40), 512)
     assert len(encoded) > 2 * CHECK_TOKENS
     peft_model = attach(model, dropout=0.0)
     assert _checks(peft_model, encoded) == (True, True)
+    assert seen[0][0] == CHECK_TOKENS and seen[0][1] > 0  # the tail, answer labels included
     head = peft_model.get_base_model().lm_head  # the model's own logits now differ from its head
     hook = head.register_forward_hook(lambda _module, _args, out: out * 2)
     try:

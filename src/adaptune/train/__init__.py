@@ -126,8 +126,9 @@ def _seed(seed: int) -> None:
 
 CHECK_TOKENS = 96
 """The head-only check runs on the last this-many tokens of an example (its answer tokens among
-them): it compares two computations of the same loss, which any ids serve, and on a whole
-example it took about 2.4 s per trained adapter on SmolLM2-135M (with 96 tokens: about 0.3 s)."""
+them): it compares two computations of the same loss, which any ids serve. Measured by hand on
+SmolLM2-135M: both checks took about 2.4 s per trained adapter on a whole example of 470 tokens,
+0.7 s on its last 96."""
 
 
 def _checks(model: Any, example: Encoded) -> tuple[bool, bool]:

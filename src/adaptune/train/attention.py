@@ -4,7 +4,7 @@ With packing (:mod:`~adaptune.train.packing`), transformers' ``sdpa`` builds a b
 causal mask over the whole row and the kernel computes every score of the row, most of them
 masked: for a 1,024-token row of two examples that is about four times the work of attending
 within each example, and a boolean ``L × L`` mask per row besides. On a CPU that was a third of
-a SmolLM2-135M training step (``bench/attention.py`` measures it).
+a SmolLM2-135M training step (``bench/train_profile.py`` measures it).
 
 :data:`NAME` is an attention implementation registered with transformers' ``AttentionInterface``
 (and its mask interface) that splits each row where its ``position_ids`` restart at 0 and runs
@@ -14,7 +14,7 @@ positions that are not runs of ``0, 1, …``) goes to transformers' own ``sdpa``
 implementation is safe to leave on for evaluation and generation. Where the attention computes
 in bf16 on a CPU (bf16 autocast in training, :mod:`~adaptune.train.precision`), each example goes
 to :func:`adaptune.train.blocked.causal_attention` instead, which skips the masked half there
-too and runs 1.3 to 2 times as fast as the flash kernel (1,000 down to 100 tokens).
+too and runs 1.5 to 2.7 times as fast as the flash kernel (``bench/attention_kernel.py``).
 :func:`packed_attention` switches a model to it for the length of a training run. It relies
 on the model handing ``position_ids`` to its attention function, as transformers' Llama-style
 decoders do; one that does not would attend across examples, which the trainer's packing check
@@ -25,8 +25,9 @@ trains one example per row.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import torch
@@ -91,26 +92,19 @@ def packed_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, **kwargs
         )
     if _blocked_bf16(query, dropout):
-        return _per_example_blocked(query, key, value, lengths, scaling), None
+        blocked = partial(causal_attention, scale=scaling)
+        return _per_example(blocked, query, key, value, lengths), None
     groups = query.shape[1] // key.shape[1]
     if groups > 1:  # measured: faster on the CPU kernel than enable_gqa
         key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
-    rows = []
-    for b, parts in enumerate(lengths):
-        q, k, v = query[b], key[b], value[b]  # (heads, seq, head_dim)
-        if len(parts) > 1:
-            pieces = zip(q.split(parts, 1), k.split(parts, 1), v.split(parts, 1), strict=True)
-        else:
-            pieces = iter([(q, k, v)])
-        outs = [
-            F.scaled_dot_product_attention(
-                qs[None], ks[None], vs[None], dropout_p=dropout, is_causal=True, scale=scaling
-            )[0]
-            for qs, ks, vs in pieces
-        ]  # fmt: skip
-        rows.append(torch.cat(outs, 1) if len(outs) > 1 else outs[0])
-    out = torch.stack(rows) if len(rows) > 1 else rows[0][None]
-    return out.transpose(1, 2).contiguous(), None
+
+    def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        out = F.scaled_dot_product_attention(
+            q[None], k[None], v[None], dropout_p=dropout, is_causal=True, scale=scaling
+        )
+        return out[0].transpose(0, 1)
+
+    return _per_example(sdpa, query, key, value, lengths), None
 
 
 def _blocked_bf16(query: torch.Tensor, dropout: float) -> bool:
@@ -123,20 +117,21 @@ def _blocked_bf16(query: torch.Tensor, dropout: float) -> bool:
     return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
-def _per_example_blocked(
+def _per_example(
+    attend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     lengths: list[list[int]],
-    scaling: float | None,
 ) -> torch.Tensor:
-    """Each example of each row through the blocked bf16 kernel; ``(batch, seq, heads, dim)``."""
+    """``attend(q, k, v)`` (``(heads, L, d)`` in, ``(L, heads, d)`` out) on each example of each
+    row alone; the rows back as ``(batch, seq, heads, head_dim)``."""
     rows = []
     for b, parts in enumerate(lengths):
         pieces = zip(
             query[b].split(parts, 1), key[b].split(parts, 1), value[b].split(parts, 1), strict=True
         )
-        outs = [causal_attention(q, k, v, scaling) for q, k, v in pieces]
+        outs = [attend(q, k, v) for q, k, v in pieces]
         rows.append(torch.cat(outs) if len(outs) > 1 else outs[0])
     return torch.stack(rows) if len(rows) > 1 else rows[0][None]
 

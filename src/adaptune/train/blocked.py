@@ -1,9 +1,9 @@
 """Causal attention of one example in bf16 on a CPU, in blocks of queries: only the causal part.
 
-PyTorch's CPU flash-attention kernel runs no faster in bf16 than in fp32 (about 50–90 GFLOP/s on
-this machine at 100–1,000 tokens, ``bench/train_profile.py``), and its 512-key blocks skip no
+PyTorch's CPU flash-attention kernel runs no faster in bf16 than in fp32 (about 20–90 GFLOP/s on
+this machine at 100–1,000 tokens, ``bench/attention_kernel.py``), and its 512-key blocks skip no
 causal work in examples of up to 512 tokens, so in a bf16 training step attention took 35 % of
-the time for about 12 % of the FLOPs. :func:`causal_attention` does the same sum with bf16
+the time (``bench/train_profile.py``). :func:`causal_attention` does the same sum with bf16
 batched matrix multiplies, which run near the bf16 ceiling, over blocks of :data:`BLOCK` queries:
 block ``i`` scores its queries against keys ``0 … end of block i`` only (the causal part plus
 the block's own diagonal square, masked), so an example of ``L`` tokens computes about
@@ -20,7 +20,8 @@ example, hundreds of MB per step. What is saved is the scaled queries, the keys 
 no more than the flash kernel saves. Scores and probabilities are rounded to bf16, as in
 transformers' own eager attention under bf16; the softmax, its backward and the key and value
 gradient sums run in fp32 inside. ``tests/test_train_blocked.py`` checks values and gradients
-against fp32 attention; ``bench/train_profile.py`` measures the step.
+against fp32 attention; ``bench/attention_kernel.py`` times it against the flash kernel (1.5 to
+2.7 times as fast) and ``bench/train_profile.py`` its share of a training step.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 BLOCK = 128
-"""Queries per block: measured on this CPU, 128 beat 64, 192 and 256 over 100–1,000 tokens."""
+"""Queries per block: the fastest over all of ``bench/attention_kernel.py``'s cases of 64, 96,
+128, 192 and 256 on this CPU."""
 _MASKS: dict[tuple[int, int, torch.dtype], torch.Tensor] = {}
 
 
