@@ -123,6 +123,23 @@ def test_frozen_mlp_keeps_the_gradients_and_is_undone_on_exit(tok, batch) -> Non
     assert mlps and all("forward" not in vars(m) for m in mlps)
 
 
+def test_frozen_mlp_survives_train_and_eval_switches(tok, batch, monkeypatch) -> None:
+    # transformers hands a model to the `kernels` package's kernelize on every train()/eval(),
+    # which resets the instance forward of layers it knows (RMSNorm, for one) to their class's;
+    # the trainer switches modes after swapping the MLPs in, so the swap must outlive that.
+    from adaptune.train import mlp
+
+    calls = []
+    real = mlp._FrozenGatedMLP.apply
+    monkeypatch.setattr(mlp._FrozenGatedMLP, "apply", lambda *a: calls.append(1) or real(*a))
+    model = lora_model(tok)
+    with frozen_mlps(model) as swapped:
+        model.eval()
+        model.train()
+        model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits.sum()
+    assert swapped and len(calls) == swapped
+
+
 def test_frozen_mlp_saves_a_third_less_for_the_backward_pass(tok, batch) -> None:
     def saved_bytes(**paths) -> int:
         model, seen = lora_model(tok), {}
