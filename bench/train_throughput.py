@@ -65,13 +65,14 @@ headline ones. The default model is cached once under ``ADAPTUNE_BENCH_HOME``
 (``~/.cache/adaptune/bench-home``).
 
     python bench/train_throughput.py [--src PATH] [--steps 6] [--install-trl]
+
+The data, machine and measuring helpers are in ``bench/throughput_common.py``, the derived
+numbers and tables in ``bench/throughput_report.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib.util
 import json
 import os
 import platform
@@ -83,6 +84,30 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput_common import (
+    Meter,
+    attention_flops,
+    bench_pool,
+    build_examples,
+    iteration_cost,
+    matmul_ceiling,
+    padded_share,
+    peak_rss_mb,
+    read_pool,
+    trl_status,
+    write_pool,
+)
+from throughput_report import (
+    GOALS,
+    flops_share,
+    goals_met,
+    loss_gap,
+    median_speedup,
+    print_tables,
+    ratio,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT.parent / "shared/data/github/huggingface-datasets.issues.jsonl.gz"
@@ -99,173 +124,9 @@ RELEASE = False
 """adaptune's ``release_memory``."""
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "lr": 2e-4}
-GOALS = {"speedup_min": 1.8, "speedup_target": 2.5, "ceiling_share": 0.70, "peak_rss_gb": 4.0}
-
-
-# --- data --------------------------------------------------------------------------------------
-
-
-def build_examples(src: Path, tmp: Path) -> list[Any]:
-    """The qa examples of a fresh dataset build of ``src`` (ingest + build in ``tmp``)."""
-    from adaptune.config import load_settings
-    from adaptune.dataset import build
-    from adaptune.dataset.artifacts import iter_examples
-    from adaptune.ingest import ingest
-    from adaptune.ingest.files import file_source
-    from adaptune.store import open_store
-
-    store = open_store(load_settings(home=tmp))
-    try:
-        ingest(file_source(src), store)
-        result = build(store)
-    finally:
-        store.close()
-    return list(iter_examples(result.path, "qa"))
-
-
-def bench_pool(examples: Sequence[Any]) -> list[Any]:
-    """Every window's training examples, without retrieved context, as one window ``bench``.
-
-    One window so that ``from-base`` selects them all: enough rows for every step, and the same
-    examples for every variant.
-    """
-    train = sorted((e for e in examples if e.split == "train"), key=lambda e: (e.known_at, e.id))
-    meta = lambda e: {k: v for k, v in e.meta.items() if k != "context"}  # noqa: E731
-    return [dataclasses.replace(e, window="bench", meta=meta(e)) for e in train]
-
-
-def write_pool(pool: Sequence[Any], path: Path) -> None:
-    from adaptune.dataset.artifacts import example_to_json
-
-    with path.open("w", encoding="utf-8") as fh:
-        for ex in pool:
-            fh.write(json.dumps(example_to_json(ex), ensure_ascii=False) + "\n")
-
-
-def read_pool(path: Path) -> list[Any]:
-    from adaptune.dataset.artifacts import example_from_json
-
-    with path.open(encoding="utf-8") as fh:
-        return [example_from_json(json.loads(line)) for line in fh]
-
-
-# --- machine ---------------------------------------------------------------------------------
-
-
-def matmul_ceiling(
-    n: int = 2048, reps: int = 10, rounds: int = 3, precision: str = "fp32"
-) -> float:
-    """GFLOP/s of ``n``×``n`` matmuls (fp32, or bf16 with ``precision="bf16"``) on this
-    process's torch threads (best round)."""
-    import torch
-
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    out = torch.empty(n, n, dtype=dtype)
-    for _ in range(2):
-        torch.matmul(a, b, out=out)
-    best = 0.0
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.matmul(a, b, out=out)
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
-    return best
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set (``VmHWM``, reset by exec unlike ``ru_maxrss``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def trl_status(install: bool) -> tuple[bool, str]:
-    """Whether TRL can run here, and why not; installs it first when asked and torch is safe."""
-    if importlib.util.find_spec("trl") is not None:
-        from importlib.metadata import version
-
-        return True, f"trl {version('trl')} installed"
-    pip = [sys.executable, "-m", "pip", "install"]
-    dry = subprocess.run([*pip, "--dry-run", "trl"], capture_output=True, text=True, check=False)
-    would = next((ln for ln in dry.stdout.splitlines() if ln.startswith("Would install")), "")
-    if dry.returncode != 0:
-        return False, f"pip install --dry-run trl failed: {dry.stderr.strip()[-300:]}"
-    if any(word.startswith(("torch-", "nvidia-", "triton-")) for word in would.split()):
-        return False, f"pip install trl would change torch or add CUDA: {would}"
-    if not install:
-        return False, f"trl not installed; it would install cleanly ({would}): pass --install-trl"
-    done = subprocess.run([*pip, "trl"], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        return False, f"pip install trl failed: {done.stderr.strip()[-300:]}"
-    return True, f"installed by this run: {would}"
 
 
 # --- variants (each in its own process) --------------------------------------------------------
-
-
-class Meter:
-    """Per-step end times and per-forward token counts, shared by the three variants."""
-
-    def __init__(self) -> None:
-        self.ends: list[float] = []
-        self.cpu: list[float] = []
-        self.real: list[int] = []
-        self.fed: list[int] = []
-        self.losses: list[float] = []
-        self.bounds: list[int] = []
-        """Forward passes counted when each step ended."""
-        self.precision = "fp32"
-        """The precision the variant trained in."""
-
-    def count(self, module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
-        """Forward pre-hook on the decoder: real and fed (padding included) tokens of a training
-        forward (the trainers' own checks run in eval mode and are not counted)."""
-        if not module.training:
-            return
-        ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
-        self.fed.append(ids.numel())
-        self.real.append(int(mask.sum()) if mask is not None else ids.numel())
-
-    def tick(self) -> None:
-        """An optimizer step ended."""
-        self.ends.append(time.perf_counter())
-        self.cpu.append(time.process_time())
-        self.bounds.append(len(self.fed))
-
-    def result(self) -> dict[str, Any]:
-        """Timed numbers: every step after the first (the warm-up).
-
-        ``tokens_per_s`` is the run's (all timed tokens over all timed seconds); the median
-        step's rate and the CPU seconds per step are there to judge noise on a shared machine.
-        """
-        steps = len(self.ends) - 1
-        seconds = self.ends[-1] - self.ends[0]
-        edges = list(zip([0, *self.bounds], self.bounds, strict=False))  # each step's forwards
-        fed_steps = [sum(self.fed[a:b]) for a, b in edges]
-        real_steps = self.real
-        if len(self.real) == len(self.fed):  # counted per forward, not per step
-            real_steps = [sum(self.real[a:b]) for a, b in edges]
-        real, fed = sum(real_steps[1:]), sum(fed_steps[1:])
-        step_s = [b - a for a, b in zip(self.ends, self.ends[1:], strict=False)]
-        rates = sorted(n / t for n, t in zip(real_steps[1:], step_s, strict=False))
-        return {
-            "timed_steps": steps,
-            "seconds": round(seconds, 2),
-            "s_per_step": round(seconds / steps, 2),
-            "real_tokens": real,
-            "fed_tokens": fed,
-            "padding_share": round(1 - real / fed, 3) if fed else None,
-            "tokens_per_s": round(real / seconds, 1),
-            "tokens_per_s_median_step": round(rates[len(rates) // 2], 1),
-            "cpu_s_per_step": round((self.cpu[-1] - self.cpu[0]) / steps, 2),
-            "step_s": [round(t, 2) for t in step_s],
-            "losses": [round(x, 4) for x in self.losses],
-            "precision": self.precision,
-        }
 
 
 def lora_model(model: Any) -> Any:
@@ -411,15 +272,6 @@ def run_adaptune(
     return meter
 
 
-def attention_flops(config: Any, lengths: Sequence[int]) -> float:
-    """Attention's FLOPs per real token, forward and backward, each example attended causally
-    on its own: 3 × 2 matmuls × 2 FLOPs × heads·head_dim × L(L+1)/2 per layer (docstring)."""
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    per_example = sum(n * (n + 1) for n in lengths)
-    return 6 * config.num_hidden_layers * heads * head_dim * per_example / max(1, sum(lengths))
-
-
 def child(variant: str, pool_path: Path, steps: int, result_path: Path) -> None:
     """Run one variant for ``steps`` optimizer steps; write its numbers to ``result_path``."""
     import torch
@@ -477,150 +329,6 @@ def spawn(variant: str, pool_path: Path, steps: int, tmp: Path) -> dict[str, Any
     return json.loads(result.read_text())
 
 
-# --- (d) adaptive iteration cost ---------------------------------------------------------------
-
-
-def iteration_cost(
-    examples: Sequence[Any], windows: int = 4
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Examples and real tokens each strategy would train on, for the first ``windows`` windows.
-
-    The latest window is added as a last row for contrast with the first ones. Also hands back
-    every training example's length at that ``max_len`` (by id).
-    """
-    from transformers import AutoTokenizer
-
-    from adaptune.train import TrainConfig
-    from adaptune.train.format import encode_example
-    from adaptune.train.model import default_cache, prepare_tokenizer
-    from adaptune.train.strategies import select, window_order
-
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(default_cache(HOME)))
-    pool = [e for e in examples if e.split == "train"]
-    order = window_order(pool)
-    max_len, sizes = TrainConfig().max_len, {}
-    rows = []
-    shown = order[:windows] + (order[-1:] if len(order) > windows else [])
-    for window in shown:
-        row: dict[str, Any] = {"window": window, "index": order.index(window)}
-        for strategy in ("adaptive", "from-base", "cumulative"):
-            chosen = select(pool, strategy, window, replay_share=0.25, seed=0).examples
-            for ex in chosen:
-                if ex.id not in sizes:
-                    sizes[ex.id] = len(encode_example(tokenizer, ex, max_len))
-            row[strategy] = {"examples": len(chosen), "tokens": sum(sizes[e.id] for e in chosen)}
-        rows.append(row)
-    return rows, sizes
-
-
-def padded_share(lengths: Sequence[int], batch: int = BATCH, seed: int = 0) -> float:
-    """Padding share of the plain baseline's batches (shuffled, padded to the longest)."""
-    import random
-
-    order = list(lengths)
-    random.Random(seed).shuffle(order)
-    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
-    fed = sum(len(b) * max(b) for b in batches)
-    return round(1 - sum(order) / fed, 3)
-
-
-# --- report ------------------------------------------------------------------------------------
-
-
-def flops_share(
-    result: dict[str, Any], ceilings: dict[str, float], attention: bool = True
-) -> float | None:
-    """Share of the matmul ceiling of the variant's precision: ``4·N + 6·N_lora`` FLOPs per real
-    token, plus attention's own with ``attention`` (module docstring)."""
-    if "tokens_per_s" not in result:
-        return None
-    per_token = 4 * result["params"] + 6 * result["lora_params"]
-    per_token += result.get("attention_flops_per_token", 0) if attention else 0
-    ceiling = ceilings[result.get("precision", "fp32")]
-    return round(result["tokens_per_s"] * per_token / (ceiling * 1e9), 3)
-
-
-def ratio(variants: dict[str, Any], ours: str, base: str) -> float | None:
-    """tokens/s of variant ``ours`` over variant ``base`` (``None`` if either did not run)."""
-    a, b = (variants.get(k, {}).get("tokens_per_s") for k in (ours, base))
-    return round(a / b, 2) if a and b else None
-
-
-def loss_gap(variants: dict[str, Any]) -> dict[str, Any] | None:
-    """Per-step losses of adaptune in its own precision against adaptune in fp32 (same rows,
-    same seed, same initialisation): the mean and largest absolute difference."""
-    ours, fp32 = (variants.get(k, {}) for k in ("adaptune", "adaptune_fp32"))
-    if ours.get("precision") != "bf16" or not (ours.get("losses") and fp32.get("losses")):
-        return None
-    gaps = [abs(a - b) for a, b in zip(ours["losses"], fp32["losses"], strict=False)]
-    mean = sum(fp32["losses"]) / len(fp32["losses"])
-    return {"mean_abs": round(sum(gaps) / len(gaps), 4), "max_abs": round(max(gaps), 4),
-            "mean_fp32_loss": round(mean, 4)}  # fmt: skip
-
-
-def median_speedup(variants: dict[str, Any]) -> float | None:
-    """The speed-up from each run's median step: less sensitive to other processes' bursts."""
-    plain, ours = (variants[k].get("tokens_per_s_median_step") for k in ("plain", "adaptune"))
-    return round(ours / plain, 2) if plain and ours else None
-
-
-def print_tables(result: dict[str, Any]) -> None:
-    head = f"{'variant':<14}{'prec':>5}{'tok/s':>8}{'median':>8}{'s/step':>8}{'pad':>6}"
-    print(head + f"{'RSS MB':>8}{'ceiling':>9}{'wall s':>8}  vs plain")
-    plain = result["variants"]["plain"].get("tokens_per_s")
-    for name, v in result["variants"].items():
-        if "tokens_per_s" not in v:
-            print(f"{name:<14}  skipped: {v.get('skipped') or v.get('error')}")
-            continue
-        times = f"{v['tokens_per_s'] / plain:.2f}x" if plain else "-"
-        print(
-            f"{name:<14}{v['precision']:>5}{v['tokens_per_s']:>8.0f}"
-            f"{v['tokens_per_s_median_step']:>8.0f}{v['s_per_step']:>8.2f}"
-            f"{v['padding_share']:>6.0%}{v['peak_rss_mb']:>8}{v['ceiling_share']:>9.1%}"
-            f"{v['wall_s']:>8.0f}  {times}"
-        )
-    print(
-        f"matmul ceiling on {THREADS} threads: {result['ceiling_gflops']} GFLOP/s fp32, "
-        f"{result['ceiling_gflops_bf16']} GFLOP/s bf16 (each variant's share is of its own)"
-    )
-    print(
-        f"plain's padding share would be {result['plain_padding_share_at_max_len_1024']:.0%} at "
-        f"max_len 1024 (mean example {result['mean_example_tokens_at_max_len_1024']} tokens)"
-    )
-    print(
-        f"\n{'window':<10}{'adaptive ex/tok':>20}{'from-base ex/tok':>20}{'cumulative ex/tok':>20}"
-    )
-    for row in result["iteration_cost"]:
-        cells = "".join(
-            f"{row[s]['examples']:>9} /{row[s]['tokens']:>9}"
-            for s in ("adaptive", "from-base", "cumulative")
-        )
-        print(f"{row['window']:<10}{cells}")
-    goals = result["goals"]
-    print(
-        f"\nspeed-up vs plain: {result['speedup_vs_plain']}x (median step: "
-        f"{result['speedup_vs_plain_median_step']}x; adaptune in fp32: "
-        f"{result['speedup_fp32_vs_plain']}x; adaptune vs plain in bf16: "
-        f"{result['speedup_vs_plain_bf16']}x; bf16 vs fp32 step losses: "
-        f"{result['bf16_loss_gap']}; goal ≥ {goals['speedup_target']}x, "
-        f"at least {goals['speedup_min']}x); ceiling share ≥ {goals['ceiling_share']:.0%}; "
-        f"peak RSS < {goals['peak_rss_gb']} GB; goals met: {result['goals_met']}"
-    )
-
-
-def goals_met(result: dict[str, Any]) -> dict[str, bool]:
-    ours = result["variants"]["adaptune"]
-    if "tokens_per_s" not in ours:
-        return {}
-    speedup = result["speedup_vs_plain"] or 0
-    return {
-        "speedup": speedup >= GOALS["speedup_target"],
-        "speedup_floor": speedup >= GOALS["speedup_min"],
-        "ceiling_share": (ours["ceiling_share"] or 0) >= GOALS["ceiling_share"],
-        "peak_rss": ours["peak_rss_mb"] < GOALS["peak_rss_gb"] * 1000,
-    }
-
-
 def main() -> None:
     """Build the data, run the variants back to back, print the tables, write the JSON."""
     global MAX_LEN, MICRO, OURS_TOKENS, RELEASE  # the children read them as module settings
@@ -675,7 +383,7 @@ def main() -> None:
     for v in variants.values():
         v["ceiling_share"] = flops_share(v, ceilings)
         v["ceiling_share_without_attention"] = flops_share(v, ceilings, attention=False)
-    cost, sizes = iteration_cost(examples)
+    cost, sizes = iteration_cost(examples, HOME)
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
@@ -710,14 +418,14 @@ def main() -> None:
         "bf16_loss_gap": loss_gap(variants),
         "speedup_vs_plain_median_step": median_speedup(variants),
         "iteration_cost": cost,
-        "plain_padding_share_at_max_len_1024": padded_share(list(sizes.values())),
+        "plain_padding_share_at_max_len_1024": padded_share(list(sizes.values()), BATCH),
         "mean_example_tokens_at_max_len_1024": round(sum(sizes.values()) / len(sizes), 1),
         "goals": GOALS,
         "bench_wall_s": 0.0,
     }
     result["goals_met"] = goals_met(result)
     result["bench_wall_s"] = round(time.perf_counter() - started, 1)
-    print_tables(result)
+    print_tables(result, THREADS)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
