@@ -1,9 +1,11 @@
 """The trainer's fast paths compute what the plain model computes: per-example attention over
 packed rows, the chunked head loss with its gradient made in the forward pass, the frozen gated
-MLP that keeps two activations, and forward passes cut to a token budget."""
+MLP that keeps two activations, the frozen RMSNorm that keeps its input only, and forward passes
+cut to a token budget."""
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import nullcontext
 
 import pytest
@@ -17,6 +19,7 @@ from adaptune.train.loop import forward_groups
 from adaptune.train.lora import attach
 from adaptune.train.loss import AnswerLoss, head_nll
 from adaptune.train.mlp import frozen_mlps
+from adaptune.train.norm import frozen_norms
 from adaptune.train.packing import Row, collate, pack
 from tiny_model import example, one_thread, tiny_model, tiny_tokenizer
 
@@ -58,6 +61,7 @@ def loss_and_grads(model, batch, **paths) -> tuple[float, list[torch.Tensor]]:
     with (
         packed_attention(lm) if paths.get("attention") else nullcontext(),
         frozen_mlps(model) if paths.get("mlp") else nullcontext(),
+        frozen_norms(model) if paths.get("norm") else nullcontext(),
     ):
         nll, _ = AnswerLoss(model, head_only=paths.get("head_only", True))(
             batch["input_ids"], batch["position_ids"], batch["labels"]
@@ -133,6 +137,8 @@ def test_frozen_mlp_survives_train_and_eval_switches(tok, batch, monkeypatch) ->
     real = mlp._FrozenGatedMLP.apply
     monkeypatch.setattr(mlp._FrozenGatedMLP, "apply", lambda *a: calls.append(1) or real(*a))
     model = lora_model(tok)
+    if importlib.util.find_spec("kernels") is not None:
+        model.get_base_model().set_use_kernels(True)  # as transformers loads the real model
     with frozen_mlps(model) as swapped:
         model.eval()
         model.train()
@@ -205,7 +211,7 @@ def test_a_trainable_head_takes_the_plain_path_and_gets_its_gradient() -> None:
 
 def test_every_fast_path_together_equals_the_plain_full_logits_model(tok, batch) -> None:
     plain = loss_and_grads(lora_model(tok), batch, head_only=False)
-    fast = loss_and_grads(lora_model(tok), batch, attention=True, mlp=True)
+    fast = loss_and_grads(lora_model(tok), batch, attention=True, mlp=True, norm=True)
     assert_same(plain, fast)
 
 

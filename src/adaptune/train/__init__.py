@@ -6,7 +6,8 @@ template, answer-only labels, truncation), :mod:`~adaptune.train.packing`,
 :mod:`~adaptune.train.lora`, :mod:`~adaptune.train.loss` (head only at answer positions),
 :mod:`~adaptune.train.attention` (each packed example attended alone;
 :mod:`~adaptune.train.blocked` in bf16 on a CPU),
-:mod:`~adaptune.train.mlp` (a leaner MLP backward), :mod:`~adaptune.train.precision` (bf16
+:mod:`~adaptune.train.mlp` (a leaner MLP backward), :mod:`~adaptune.train.norm` (and norm
+backward), :mod:`~adaptune.train.precision` (bf16
 where native), :mod:`~adaptune.train.loop` and
 :mod:`~adaptune.train.checkpoint`.
 """
@@ -34,6 +35,7 @@ from adaptune.train.loss import causal_lm, head_only_matches
 from adaptune.train.memory import return_freed_memory
 from adaptune.train.mlp import frozen_mlps
 from adaptune.train.model import BaseInfo, describe, load_base
+from adaptune.train.norm import frozen_norms
 from adaptune.train.packing import collate, isolates, pack
 from adaptune.train.strategies import Selection, select
 from adaptune.types import Example
@@ -86,7 +88,11 @@ def train(
         share_lora_dropout(peft_model)
     try:
         peft_model.to(device())
-        with packed_attention(causal_lm(peft_model)), frozen_mlps(peft_model):
+        with (
+            packed_attention(causal_lm(peft_model)),
+            frozen_mlps(peft_model),
+            frozen_norms(peft_model),
+        ):
             head_only, packs = _checks(peft_model, encoded[0])
             rows = pack(encoded, config.max_len, enabled=packs)
             root, pad_id = out_dir / "checkpoints", tokenizer.pad_token_id
