@@ -113,7 +113,8 @@ def test_checkpoints_refuse_another_run_and_corruption(model, tok, tmp_path) -> 
 
 def test_a_model_folder_loads_offline_and_a_missing_one_is_a_config_error(tmp_path) -> None:
     folder = save_tiny(tmp_path / "tiny")
-    _model, tokenizer, info = load_base(str(folder), tmp_path / "home")
+    model, tokenizer, info = load_base(str(folder), tmp_path / "home")
+    assert not model.use_kernels  # no Hub kernels fetched on a GPU, at load or train()/eval()
     assert info.path == str(folder) and len(info.sha256) == 64 and info.dtype == "torch.float32"
     assert tokenizer.chat_template and tokenizer.pad_token == "<|endoftext|>"
     with pytest.raises(ConfigError, match="does not exist"):

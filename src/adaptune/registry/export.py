@@ -152,7 +152,7 @@ def default_loader(base_model: str) -> tuple[Any, Any]:
     except ImportError:
         raise RegistryError("A merged export needs transformers; install adaptune[ml].") from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto")
+        model = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto", use_kernels=False)
     except OSError as exc:
         raise RegistryError(
             f"Cannot load the base model {base_model} ({exc}); download it first or export "

@@ -127,7 +127,9 @@ def _write_default(folder: Path) -> None:
     source = gguf_folder()
     log.info("Converting %s to safetensors (once, about 20 s)", GGUF_FILE)
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
-    lm = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=torch.float32)
+    lm = AutoModelForCausalLM.from_pretrained(
+        source, gguf_file=GGUF_FILE, dtype=torch.float32, use_kernels=False
+    )
     # transformers refuses to save a model loaded from GGUF ("not serializable"); the weights
     # are already dequantised to fp32, so dropping the quantizer leaves a plain model.
     lm.hf_quantizer = None
@@ -147,7 +149,12 @@ def _load(path: Path) -> tuple[Any, Any]:
     dtype: Any = "auto" if torch.cuda.is_available() else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+        # use_kernels=False: with the `kernels` package installed, transformers 5 otherwise
+        # fetches Hub kernels (Liger's RMSNorm, a RoPE kernel) on a GPU when loading and on every
+        # train()/eval(); adaptune downloads nothing at run time.
+        lm = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, local_files_only=True, use_kernels=False
+        )
     except (OSError, ValueError) as exc:
         raise ConfigError(
             f"Cannot load a causal LM from {path}: {exc}. Pass a folder with config.json, weights "
