@@ -180,8 +180,11 @@ def test_mlps_with_lora_layers_or_other_maths_keep_their_own_forward(tok) -> Non
 
     base = tiny_model(tok)
     base.model.layers[0].mlp = Doubled(base.model.layers[0].mlp)
+    plain = [layer.mlp for layer in base.model.layers[1:]]
     with frozen_mlps(base.requires_grad_(False)) as swapped:
-        assert swapped == 0
+        assert type(base.model.layers[0].mlp) is Doubled  # checked per class: it keeps its own
+        assert swapped == len(plain) > 0
+        assert all(type(m).__name__ == "FrozenLlamaMLP" for m in plain)
 
 
 @pytest.mark.parametrize("n", [3, 5, 2 * 7 + 1])

@@ -14,7 +14,6 @@ before the function runs, so its backward, which autocast does not reach, comput
 
 from __future__ import annotations
 
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from adaptune.train.precision import autocast_dtype
+from adaptune.train.swap import training_forward
 
 
 def _gated(
@@ -72,7 +72,7 @@ def _eligible(module: nn.Module) -> bool:
 
 def _forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if not (self.training and torch.is_grad_enabled()):
-        return type(self).forward(self, x)
+        return super(type(self), self).forward(x)
     weights = (self.gate_proj.weight, self.up_proj.weight, self.down_proj.weight)
     dtype = autocast_dtype(x.device)
     if dtype is None:
@@ -97,15 +97,8 @@ def _same(module: nn.Module) -> bool:
 @contextmanager
 def frozen_mlps(model: nn.Module) -> Iterator[int]:
     """Inside, every eligible MLP of ``model`` trains through :class:`_FrozenGatedMLP`; yields
-    how many were swapped (their own ``forward`` is back on exit). A model whose MLP computes
-    something else (checked on one) keeps its own."""
-    swapped = [m for m in model.modules() if _eligible(m)]
-    if swapped and not _same(swapped[0]):
-        swapped = []
-    for module in swapped:
-        module.forward = types.MethodType(_forward, module)
-    try:
-        yield len(swapped)
-    finally:
-        for module in swapped:
-            del module.forward
+    how many were swapped (:func:`~adaptune.train.swap.training_forward`: their own class is
+    back on exit, and an MLP class that computes something else, checked on one of each, keeps
+    its own forward)."""
+    with training_forward(filter(_eligible, model.modules()), _forward, _same) as swapped:
+        yield swapped

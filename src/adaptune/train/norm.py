@@ -6,11 +6,12 @@ fp32), and its backward pass goes through every op of the forward in turn: about
 over the ``(tokens, hidden)`` tensor. With the weight frozen (LoRA trains no norm)
 :class:`_FrozenRMSNorm` keeps the input and one reciprocal RMS per token, and computes the
 input's gradient in closed form, ``rstd · (g·w − n · mean(g·w · n))`` with ``n = x · rstd``, in
-six passes. SmolLM2-135M has 61 norms; measured by hand on 2026-12-07 (a bf16 training step of
-8 rows of 1,024 tokens, ``bench/train_throughput.py``'s pool): 2 % more real tokens per second
-and 67 MB less peak RSS, the same losses to four decimals. :func:`frozen_norms` swaps it in for
-a training run; a norm that computes something else (checked on one) or whose weight trains
-keeps its own path.
+six passes. SmolLM2-135M has 61 norms. ``bench/train_profile.py`` puts the element-wise rest of
+a bf16 step at 15 % with it, 19 % before; measured by hand on 2026-12-07 (a bf16 step of 8 rows
+of 1,024 tokens, ``bench/train_throughput.py``'s pool, with and without it): 2 % more real
+tokens per second and 67 MB less peak RSS, the same losses to four decimals.
+:func:`frozen_norms` swaps it in for a training run; a norm that computes something else
+(checked on one of each class) or whose weight trains keeps its own path.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from adaptune.train.swap import training_forward
 
 
 def _rms_norm(
@@ -68,17 +71,6 @@ def _forward(self: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
     return _FrozenRMSNorm.apply(hidden_states, self.weight, self.variance_epsilon)
 
 
-_CLASSES: dict[type, type] = {}
-
-
-def _frozen_class(cls: type) -> type:
-    """``cls`` with :func:`_forward` as its ``forward`` (one subclass per norm class)."""
-    if cls not in _CLASSES:
-        attrs = {"forward": _forward, "__module__": __name__, "__doc__": cls.__doc__}
-        _CLASSES[cls] = type(f"Frozen{cls.__name__}", (cls,), attrs)
-    return _CLASSES[cls]
-
-
 @torch.no_grad()
 def _same(module: nn.Module) -> bool:
     """Whether the module's own forward computes what :func:`_rms_norm` does."""
@@ -93,23 +85,7 @@ def _same(module: nn.Module) -> bool:
 @contextmanager
 def frozen_norms(model: nn.Module) -> Iterator[int]:
     """Inside, every eligible RMSNorm of ``model`` trains through :class:`_FrozenRMSNorm`;
-    yields how many were swapped. A norm class that computes something else (checked on one of
-    each) keeps its own forward.
-
-    Each norm gets a subclass of its class whose ``forward`` is the frozen one, and its own
-    class back on exit, rather than an instance ``forward`` (as :mod:`~adaptune.train.mlp`
-    does): with the ``kernels`` package installed, transformers runs ``kernelize`` on every
-    ``train()``/``eval()``, which resets the instance ``forward`` of the layers it knows, RMSNorm
-    among them, to their class's."""
-    candidates = [m for m in model.modules() if _eligible(m)]
-    kinds = {type(m): m for m in reversed(candidates)}  # one of each class, checked
-    same = {cls for cls, module in kinds.items() if _same(module)}
-    swapped = [m for m in candidates if type(m) in same]
-    classes = [type(m) for m in swapped]
-    for module, cls in zip(swapped, classes, strict=True):
-        module.__class__ = _frozen_class(cls)
-    try:
-        yield len(swapped)
-    finally:
-        for module, cls in zip(swapped, classes, strict=True):
-            module.__class__ = cls
+    yields how many were swapped (:func:`~adaptune.train.swap.training_forward`: a norm class
+    that computes something else, checked on one of each, keeps its own forward)."""
+    with training_forward(filter(_eligible, model.modules()), _forward, _same) as swapped:
+        yield swapped
