@@ -1,7 +1,8 @@
 """Causal attention of one example, forward and backward, in bf16 on the CPU: PyTorch's flash
 kernel (``scaled_dot_product_attention``, what adaptune used before and still uses in fp32) vs
 adaptune's blocked bf16 kernel (:func:`adaptune.train.blocked.causal_attention`) at several
-block sizes.
+block sizes vs adaptune's compiled kernel (:func:`adaptune.train.native.causal_attention`, where
+the CPU has avx512_bf16; what training uses there).
 
 Shapes are SmolLM2-135M's (9 query heads sharing 3 key heads, head_dim 64), laid out as
 transformers hands them to the attention function, under bf16 autocast as in training; the flash
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from adaptune.train import blocked
+from adaptune.train import blocked, native
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADS, KV_HEADS, HEAD_DIM, THREADS = 9, 3, 64, 2
@@ -78,6 +79,12 @@ def best_seconds(fn: Callable[..., None], examples: list[Example], repeats: int)
     return min(one_pass() for _ in range(repeats))
 
 
+def native_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad: torch.Tensor) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = native.causal_attention(q, k, v)
+    out.backward(grad)
+
+
 def causal_gflop(lengths: list[int]) -> float:
     return 6 * HEADS * HEAD_DIM * sum(n * (n + 1) for n in lengths) / 1e9
 
@@ -95,7 +102,9 @@ def main() -> None:
     cases = {f"L={n}": [n] for n in SINGLE}
     cases["mixed 24 × 40–460"] = [rng.randint(40, 460) for _ in range(24)]
     default, rows = blocked.BLOCK, []
-    print(f"{'case':<20}{'flash ms':>10}" + "".join(f"{f'B={b} ms':>11}" for b in blocks))
+    compiled = native.available(HEAD_DIM)
+    print(f"{'case':<20}{'flash ms':>10}" + "".join(f"{f'B={b} ms':>11}" for b in blocks)
+          + (f"{'native ms':>11}" if compiled else ""))  # fmt: skip
     try:
         for name, lengths in cases.items():
             examples = [example(n, seed) for seed, n in enumerate(lengths)]
@@ -105,6 +114,7 @@ def main() -> None:
                 blocked.BLOCK = block
                 blocked_s[block] = best_seconds(ours, examples, args.repeats)
             blocked.BLOCK = default
+            native_s = best_seconds(native_kernel, examples, args.repeats) if compiled else None
             gflop = causal_gflop(lengths)
             rows.append({
                 "case": name, "lengths": lengths, "causal_gflop": round(gflop, 3),
@@ -114,14 +124,23 @@ def main() -> None:
                 "blocked_gflops": {str(b): round(gflop / s, 1) for b, s in blocked_s.items()},
                 "speedup_at_default_block": round(flash_s / blocked_s.get(default, flash_s), 2),
             })  # fmt: skip
-            cells = "".join(f"{s * 1e3:>11.1f}" for s in blocked_s.values())
+            if native_s is not None:
+                rows[-1] |= {
+                    "native_ms": round(native_s * 1e3, 2),
+                    "native_gflops": round(gflop / native_s, 1),
+                    "native_vs_blocked_default": round(blocked_s.get(default, 0) / native_s, 2),
+                }
+            cells = "".join(f"{s * 1e3:>11.1f}" for s in [*blocked_s.values(), native_s] if s)
             print(f"{name:<20}{flash_s * 1e3:>10.1f}{cells}")
     finally:
         blocked.BLOCK = default
     totals = {b: sum(r["blocked_ms"][str(b)] for r in rows) for b in blocks}
     flash_total = sum(r["flash_ms"] for r in rows)
-    cells = "".join(f"{t:>11.1f}" for t in totals.values())
+    native_total = sum(r["native_ms"] for r in rows) if compiled else None
+    cells = "".join(f"{t:>11.1f}" for t in [*totals.values(), native_total] if t)
     print(f"{'all cases':<20}{flash_total:>10.1f}{cells}")
+    if not compiled:
+        print("native kernel: not available here (needs avx512_bf16 and gcc), not timed")
     print(f"default block {default}: " + ", ".join(
         f"{r['case']} {r['speedup_at_default_block']}x" for r in rows
     ))  # fmt: skip
@@ -135,7 +154,9 @@ def main() -> None:
         "repeats": args.repeats,
         "cases": rows,
         "total_ms": {"flash": round(flash_total, 1)}
-        | {str(b): round(t, 1) for b, t in totals.items()},
+        | {str(b): round(t, 1) for b, t in totals.items()}
+        | ({"native": round(native_total, 1)} if native_total else {}),
+        "native_available": compiled,
         "fastest_block_overall": min(totals, key=totals.get),
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)

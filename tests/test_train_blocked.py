@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from adaptune.train import attention as attention_module
 from adaptune.train import blocked
 from adaptune.train.attention import packed_attention
 from adaptune.train.blocked import causal_attention
+from attention_helpers import errors_against_reference, reference, relative
 from tiny_model import one_thread, tiny_model, tiny_tokenizer
 
 
@@ -19,20 +19,6 @@ from tiny_model import one_thread, tiny_model, tiny_tokenizer
 def _one_thread():
     with one_thread():
         yield
-
-
-def reference(q, k, v, scale=None):
-    """fp32 causal SDPA with repeated key heads, as ``(L, heads, d)``."""
-    groups = q.shape[0] // k.shape[0]
-    k, v = k.repeat_interleave(groups, 0), v.repeat_interleave(groups, 0)
-    out = F.scaled_dot_product_attention(q[None], k[None], v[None], is_causal=True, scale=scale)
-    return out[0].transpose(0, 1)
-
-
-def relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    """``|a - b| / |b|``, with ``|b|`` at least 1e-3 (one token's query gradient is 0)."""
-    a, b = a.detach().float(), b.detach().float()
-    return float((a - b).norm() / b.norm().clamp_min(1e-3))
 
 
 def inputs(heads: int, kv: int, length: int, d: int = 16, seed: int = 0):
@@ -56,18 +42,10 @@ def inputs(heads: int, kv: int, length: int, d: int = 16, seed: int = 0):
 )
 def test_values_and_gradients_match_fp32_attention(monkeypatch, heads, kv, length, block) -> None:
     monkeypatch.setattr(blocked, "BLOCK", block)
-    q, k, v, grad = inputs(heads, kv, length)
-    want = reference(q, k, v)
-    want_grads = torch.autograd.grad(want, (q, k, v), grad)
-    got = causal_attention(q, k, v)
-    got_grads = torch.autograd.grad(got, (q, k, v), grad)
-    assert got.dtype == torch.bfloat16 and got.shape == (length, heads, 16)
+    out, grads = errors_against_reference(causal_attention, *inputs(heads, kv, length))
     # bf16 rounds to 3 significant digits: about 0.5 % relative error; a masking or grouping
     # mistake gives tens of percent
-    assert relative(got, want) < 0.02
-    for g, w in zip(got_grads, want_grads, strict=True):
-        assert g.dtype == torch.float32 and g.shape == w.shape
-        assert relative(g, w) < 0.03
+    assert out < 0.02 and max(grads) < 0.03
 
 
 def test_a_query_never_sees_a_later_key(monkeypatch) -> None:

@@ -13,8 +13,10 @@ and only the causal half of each example's scores. Anything else (a padding mask
 positions that are not runs of ``0, 1, …``) goes to transformers' own ``sdpa`` unchanged, so the
 implementation is safe to leave on for evaluation and generation. Where the attention computes
 in bf16 on a CPU (bf16 autocast in training, :mod:`~adaptune.train.precision`), each example goes
-to :func:`adaptune.train.blocked.causal_attention` instead, which skips the masked half there
-too and runs 1.5 to 2.7 times as fast as the flash kernel (``bench/attention_kernel.py``).
+to :func:`adaptune.train.native.causal_attention` instead where the CPU has AVX-512 BF16 and
+the heads have 64 dimensions (one compiled kernel per example), else to
+:func:`adaptune.train.blocked.causal_attention`; both skip the masked half too and run faster
+than the flash kernel (``bench/attention_kernel.py``).
 :func:`packed_attention` switches a model to it for the length of a training run. It relies
 on the model handing ``position_ids`` to its attention function, as transformers' Llama-style
 decoders do; one that does not would attend across examples, which the trainer's packing check
@@ -33,6 +35,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from adaptune.train import native
 from adaptune.train.blocked import causal_attention
 
 NAME = "adaptune_packed"
@@ -92,7 +95,8 @@ def packed_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, **kwargs
         )
     if _blocked_bf16(query, dropout):
-        blocked = partial(causal_attention, scale=scaling)
+        kernel = native.causal_attention if native.available(query.shape[-1]) else causal_attention
+        blocked = partial(kernel, scale=scaling)
         return _per_example(blocked, query, key, value, lengths), None
     groups = query.shape[1] // key.shape[1]
     if groups > 1:  # measured: faster on the CPU kernel than enable_gqa
