@@ -5,7 +5,7 @@ The companion of ``bench/train_throughput.py`` (same examples, same model, same 
 warm-up step and profiles the next with :mod:`torch.profiler`, once per precision, each in its
 own process, and groups the operators' self CPU time into matrix multiplies
 (``mm``/``addmm``/``bmm``), attention (PyTorch's CPU flash-attention kernel, forward and
-backward, or every operator inside adaptune's blocked bf16 attention), casts
+backward, or every operator inside adaptune's own bf16 attention, blocked or compiled), casts
 (``copy_``/``_to_copy``) and the rest (element-wise work, the optimizer, …).
 Self CPU time adds up over both threads' operators as the profiler reports them, so read the
 shares rather than the seconds. It is what says why the share of the matmul ceiling stops where
@@ -37,14 +37,15 @@ GROUPS = {
 }  # fmt: skip
 
 
-BLOCKED = "_BlockedCausal"
-"""adaptune's own bf16 attention (:mod:`adaptune.train.blocked`): an autograd function whose
-matmuls and softmaxes count as attention, found by their ancestors' names."""
+BLOCKED = ("_BlockedCausal", "_NativeCausal")
+"""adaptune's own bf16 attention (:mod:`adaptune.train.blocked`, :mod:`adaptune.train.native`):
+autograd functions whose own time and whose operators (matmuls, softmaxes, packing) count as
+attention, found by their ancestors' names."""
 
 
 def group(name: str, ancestors: tuple[str, ...] = ()) -> str:
     """The kind of an operator, by its profiler name and the names of the events around it."""
-    if any(BLOCKED in a for a in ancestors):
+    if any(b in a for a in ancestors for b in BLOCKED):
         return "attention"
     return next((g for g, names in GROUPS.items() if name in names), "other")
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from adaptune.train import attention as attention_module
-from adaptune.train import native
+from adaptune.train import compiled, native
 from adaptune.train.attention import packed_attention
-from attention_helpers import errors_against_reference, relative
+from attention_helpers import errors_against_reference, reference, relative
 
 NEEDS = pytest.mark.skipif(
     not native.available(),
@@ -127,38 +127,41 @@ def test_shapes_and_head_size_are_checked() -> None:
 
 
 def test_the_switch_and_a_cpu_without_bf16_turn_it_off(monkeypatch) -> None:
-    native._library.cache_clear()
-    try:
-        monkeypatch.setenv("ADAPTUNE_NATIVE_ATTENTION", "0")
-        assert not native.available()
+    def fresh() -> None:
+        compiled.load.cache_clear()
         native._library.cache_clear()
-        monkeypatch.delenv("ADAPTUNE_NATIVE_ATTENTION")
-        monkeypatch.setattr(native, "_cpu_has_bf16", lambda: False)
+
+    fresh()
+    try:
+        monkeypatch.setenv(compiled.SWITCH, "0")
+        assert not native.available()
+        fresh()
+        monkeypatch.delenv(compiled.SWITCH)
+        monkeypatch.setattr(compiled, "cpu_has_bf16", lambda: False)
         assert not native.available()
     finally:
-        native._library.cache_clear()
+        fresh()
 
 
-def test_a_compiler_error_is_reported_and_nothing_is_left_behind(tmp_path, monkeypatch) -> None:
+def test_a_compiler_error_is_reported_and_nothing_is_left_behind(tmp_path) -> None:
     bad = tmp_path / "attention.c"
     bad.write_text("int broken( {\n")
-    monkeypatch.setattr(native, "SOURCE", bad)
     with pytest.raises(RuntimeError, match=r"failed on attention\.c"):
-        native.build(tmp_path / "cache")
+        compiled.build(bad, tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*.so"))
 
 
-def test_a_build_is_reused_until_the_source_changes(tmp_path, monkeypatch) -> None:
-    if native.shutil.which("gcc") is None and native.shutil.which("cc") is None:
+def test_a_build_is_reused_until_the_source_changes(tmp_path) -> None:
+    if compiled.shutil.which("gcc") is None and compiled.shutil.which("cc") is None:
         pytest.skip("no C compiler on this machine")
     source = tmp_path / "attention.c"
     source.write_text("int adaptune_attention_forward(void) { return 0; }\n")
-    monkeypatch.setattr(native, "SOURCE", source)
-    first = native.build(tmp_path / "cache")
+    first = compiled.build(source, tmp_path / "cache")
     stamp = first.stat().st_mtime_ns
-    assert native.build(tmp_path / "cache") == first and first.stat().st_mtime_ns == stamp
+    assert compiled.build(source, tmp_path / "cache") == first
+    assert first.stat().st_mtime_ns == stamp
     source.write_text("int adaptune_attention_forward(void) { return 1; }\n")
-    second = native.build(tmp_path / "cache")
+    second = compiled.build(source, tmp_path / "cache")
     assert second != first and second.exists()
 
 
@@ -179,3 +182,46 @@ def test_the_packed_path_falls_back_to_the_blocked_kernel_when_off(monkeypatch) 
             None, q[None], k[None], v[None], None, position_ids=positions
         )
     assert calls == [4, 6] and out.shape == (1, 10, 4, 64)
+
+
+def rotated(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Llama's rotary embedding of ``x (heads, L, 64)`` in fp32."""
+    half = x.shape[-1] // 2
+    turned = torch.cat([-x[..., half:], x[..., :half]], -1)
+    return x * cos + turned * sin
+
+
+def angles(length: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    inv = 1.0 / (10000 ** (torch.arange(0, 64, 2).float() / 64))
+    theta = (torch.arange(length).float() + offset)[:, None] * inv
+    theta = torch.cat([theta, theta], -1)
+    return theta.cos(), theta.sin()
+
+
+@NEEDS
+@pytest.mark.parametrize(("heads", "kv", "length"), [(9, 3, 1), (9, 3, 40), (4, 2, 130)])
+def test_rotation_inside_equals_rotating_first(heads, kv, length) -> None:
+    q, k, v, grad = inputs(heads, kv, length, seed=5)
+    cos, sin = angles(length, offset=3)  # any angles: not only positions from 0
+
+    def rotated_reference(q, k, v, scale):
+        return reference(rotated(q, cos, sin), rotated(k, cos, sin), v, scale)
+
+    def inside(q, k, v, scale):
+        return native.causal_attention(q, k, v, scale, rope=(cos, sin))
+
+    want = rotated_reference(q, k, v, None)
+    want_grads = torch.autograd.grad(want, (q, k, v), grad)
+    got = inside(q, k, v, None)
+    got_grads = torch.autograd.grad(got, (q, k, v), grad)
+    assert relative(got, want) < 0.01
+    for g, w in zip(got_grads, want_grads, strict=True):
+        assert relative(g, w) < 0.015
+
+
+@NEEDS
+def test_rotation_tables_of_the_wrong_shape_are_refused() -> None:
+    q, k, v, _ = inputs(9, 3, 10)
+    cos, sin = angles(9)
+    with pytest.raises(ValueError, match="rope cos/sin"):
+        native.causal_attention(q, k, v, rope=(cos, sin))

@@ -37,6 +37,7 @@ from adaptune.train.mlp import frozen_mlps
 from adaptune.train.model import BaseInfo, describe, load_base
 from adaptune.train.norm import frozen_norms
 from adaptune.train.packing import collate, isolates, pack
+from adaptune.train.rope_attention import rope_in_kernel
 from adaptune.train.strategies import Selection, select
 from adaptune.types import Example
 
@@ -90,6 +91,7 @@ def train(
         peft_model.to(device())
         with (
             packed_attention(causal_lm(peft_model)),
+            rope_in_kernel(peft_model),
             frozen_mlps(peft_model),
             frozen_norms(peft_model),
         ):

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from adaptune.train import fused
 from adaptune.train.precision import autocast_dtype
 from adaptune.train.swap import training_forward
 
@@ -31,7 +32,8 @@ def _gated(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``down(silu(gate(x)) * up(x))``, with ``gate(x)`` and ``up(x)``."""
     gate, up = F.linear(x, w_gate), F.linear(x, w_up)
-    return F.linear(F.silu(gate) * up, w_down), gate, up
+    hidden = fused.gated_silu(gate, up)
+    return F.linear(F.silu(gate) * up if hidden is None else hidden, w_down), gate, up
 
 
 class _FrozenGatedMLP(torch.autograd.Function):
@@ -49,14 +51,25 @@ class _FrozenGatedMLP(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         gate, up, w_gate, w_up, w_down = ctx.saved_tensors
         grad_h = grad @ w_down  # (…, intermediate)
-        sig = torch.sigmoid(gate)
-        silu = gate * sig
-        grad_up = grad_h * silu
-        # d silu(g) / dg = sig · (1 + g · (1 − sig)); reuse buffers, nothing else needs them
-        grad_gate = grad_h.mul_(up).mul_(sig.mul_(silu.neg_().add_(gate).add_(1.0)))
+        grad_gate, grad_up = fused.gated_silu_backward(gate, up, grad_h) or _silu_grads(
+            gate, up, grad_h
+        )
         width = gate.shape[-1]
         grad_x = (grad_gate.reshape(-1, width) @ w_gate).addmm_(grad_up.reshape(-1, width), w_up)
         return grad_x.view(*gate.shape[:-1], -1), None, None, None
+
+
+def _silu_grads(
+    gate: torch.Tensor, up: torch.Tensor, grad_h: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of ``silu(gate) · up`` for ``gate`` and ``up`` (PyTorch; ``grad_h`` is
+    overwritten)."""
+    sig = torch.sigmoid(gate)
+    silu = gate * sig
+    grad_up = grad_h * silu
+    # d silu(g) / dg = sig · (1 + g · (1 − sig)); reuse buffers, nothing else needs them
+    grad_gate = grad_h.mul_(up).mul_(sig.mul_(silu.neg_().add_(gate).add_(1.0)))
+    return grad_gate, grad_up
 
 
 def _eligible(module: nn.Module) -> bool:

@@ -10,103 +10,39 @@ cache, the multiplies on the CPU's bf16 dot-product instruction (``vdpbf16ps``) 
 working on interleaved blocks. The numbers are the same as the blocked kernel's: scores, softmax
 and sums in fp32, probabilities and their gradients rounded to bf16 for the multiplies.
 
-The kernel is built with the machine's ``gcc`` on first use (a second or two; no PyTorch
-headers, loaded through :mod:`ctypes`) into ``$XDG_CACHE_HOME/adaptune/kernels`` (default
-``~/.cache``), named by a hash of its source and flags, so a rebuild happens only when the source
-changes. :func:`available` says whether it can run: a CPU with ``avx512_bf16``, a working
-``gcc``, head dimension 64 (SmolLM2's and most small Llama-style models'), and
-``ADAPTUNE_NATIVE_ATTENTION`` not set to ``0``. Where it cannot, the blocked kernel runs: the
-same results, slower. ``bench/attention_kernel.py`` times both; ``tests/test_train_native.py``
-checks values and gradients against fp32 attention.
+The kernel is built on first use (:mod:`adaptune.train.compiled`). :func:`available` says
+whether it can run: a CPU with ``avx512_bf16``, a working ``gcc``, head dimension 64 (SmolLM2's
+and most small Llama-style models'), and ``ADAPTUNE_NATIVE_KERNELS`` not set to ``0``. Where it
+cannot, the blocked kernel runs: the same results, slower. ``bench/attention_kernel.py`` times
+both; ``tests/test_train_native.py`` checks values and gradients against fp32 attention.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import logging
-import os
-import shutil
-import subprocess
-import tempfile
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
 
-log = logging.getLogger(__name__)
+from adaptune.train import compiled
 
-SOURCE = Path(__file__).with_name("kernels") / "attention.c"
-FLAGS = (
-    "-O3", "-shared", "-fPIC", "-fopenmp", "-std=gnu11",
-    "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma",
-)  # fmt: skip
 HEAD_DIM = 64
 BLOCK = 16
 """Query tokens per block (times the query heads per key head: the rows of one block)."""
 _BF16, _I32 = torch.bfloat16, torch.int32
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "adaptune" / "kernels"
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = (line.split() for line in text.splitlines() if line.startswith("flags"))
-    return any("avx512_bf16" in words for words in flags)
-
-
-def build(directory: Path | None = None) -> Path:
-    """Compile ``kernels/attention.c`` (once per source and flags) and return the library's path;
-    raises :class:`RuntimeError` with the compiler's message when it fails."""
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        raise RuntimeError("no C compiler (gcc or cc) on PATH")
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source + " ".join(FLAGS).encode()).hexdigest()[:16]
-    directory = directory or _cache_dir()
-    target = directory / f"attention-{digest}.so"
-    if target.exists():
-        return target
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        partial = Path(tmp) / target.name
-        done = subprocess.run(
-            [compiler, *FLAGS, str(SOURCE), "-o", str(partial), "-lm"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"{compiler} failed on {SOURCE.name}: {done.stderr.strip()[-2000:]}")
-        os.replace(partial, target)
-    return target
-
-
 @cache
 def _library() -> ctypes.CDLL | None:
-    """The loaded kernel, or ``None`` (with the reason logged once) where it cannot run."""
-    if os.environ.get("ADAPTUNE_NATIVE_ATTENTION", "1") == "0":
-        return None
-    if not _cpu_has_bf16():
-        log.info("native attention off: this CPU has no avx512_bf16")
-        return None
-    try:
-        lib = ctypes.CDLL(str(build()))
-    except (RuntimeError, OSError) as err:
-        log.warning("native attention off: %s", err)
-        return None
+    """The loaded kernel with its signatures, or ``None`` where it cannot run."""
     p, i, f, n = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_long
-    viewed = [p, i, n, n]
-    lib.adaptune_attention_forward.argtypes = [i, i, i, i, i, f, *viewed * 3, *[p] * 7]
-    lib.adaptune_attention_backward.argtypes = [i, i, i, i, i, f, *viewed, *[p] * 9]
-    lib.adaptune_attention_forward.restype = lib.adaptune_attention_backward.restype = i
-    return lib
+    viewed, rope = [p, i, n, n], [p, p, n]
+    return compiled.bind("attention", {
+        "adaptune_attention_forward": ([i, i, i, i, i, f, *viewed * 3, *rope, *[p] * 7], i),
+        "adaptune_attention_backward": ([i, i, i, i, i, f, *viewed, *rope, *[p] * 9], i),
+    })  # fmt: skip
 
 
 def available(head_dim: int = HEAD_DIM) -> bool:
@@ -127,12 +63,26 @@ def _readable(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
+def _rope(cos: torch.Tensor | None, sin: torch.Tensor | None) -> tuple[int, int, int]:
+    """``(cos pointer, sin pointer, row stride)``, or zeros for no rotation."""
+    if cos is None or sin is None:
+        return 0, 0, 0
+    return cos.data_ptr(), sin.data_ptr(), cos.stride(0)
+
+
 class _NativeCausal(torch.autograd.Function):
-    """``q (heads, L, 64)``, ``k, v (kv_heads, L, 64)`` → ``(L, heads, 64)`` bf16."""
+    """``q (heads, L, 64)``, ``k, v (kv_heads, L, 64)`` → ``(L, heads, 64)`` bf16; with ``cos``
+    and ``sin`` (``(L, 64)`` fp32, same strides) q and k are rotated first."""
 
     @staticmethod
     def forward(
-        ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
+        ctx: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        scale: float,
+        cos: torch.Tensor | None,
+        sin: torch.Tensor | None,
     ) -> torch.Tensor:
         lib = _library()
         assert lib is not None
@@ -146,13 +96,13 @@ class _NativeCausal(torch.autograd.Function):
         kp, vp = (torch.empty(kv, padded // 2, d, dtype=_I32) for _ in range(2))
         failed = lib.adaptune_attention_forward(
             kv, length, heads // kv, BLOCK, torch.get_num_threads(), scale,
-            *_view(_readable(q)), *_view(_readable(k)), *_view(_readable(v)),
+            *_view(_readable(q)), *_view(_readable(k)), *_view(_readable(v)), *_rope(cos, sin),
             *(t.data_ptr() for t in (out, lse, qs, kt, kp, vt, vp)),
         )  # fmt: skip
         if failed:
             raise MemoryError("native attention: no memory for its scratch (forward)")
         ctx.save_for_backward(qs, kt, kp, vt, lse)
-        ctx.scale, ctx.dtypes = scale, (q.dtype, k.dtype, v.dtype)
+        ctx.scale, ctx.dtypes, ctx.rope = scale, (q.dtype, k.dtype, v.dtype), (cos, sin)
         return out
 
     @staticmethod
@@ -168,21 +118,28 @@ class _NativeCausal(torch.autograd.Function):
         dk, dv = (torch.empty(kv, length, d, dtype=torch.float32) for _ in range(2))
         failed = lib.adaptune_attention_backward(
             kv, length, heads // kv, BLOCK, torch.get_num_threads(), ctx.scale,
-            *_view(_readable(grad).transpose(0, 1)),
+            *_view(_readable(grad).transpose(0, 1)), *_rope(*ctx.rope),
             *(t.data_ptr() for t in (qs, kt, kp, vt, lse, dout, dq, dk, dv)),
         )  # fmt: skip
         if failed:
             raise MemoryError("native attention: no memory for its scratch (backward)")
         q_dtype, k_dtype, v_dtype = ctx.dtypes
-        return dq.to(q_dtype), dk.to(k_dtype), dv.to(v_dtype), None
+        return dq.to(q_dtype), dk.to(k_dtype), dv.to(v_dtype), None, None, None
 
 
 def causal_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float | None = None,
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Causal attention of one example in bf16 with the compiled kernel: ``q (heads, L, 64)``,
     ``k, v (kv_heads, L, 64)`` → ``(L, heads, 64)`` bf16, differentiable; the same contract as
-    :func:`adaptune.train.blocked.causal_attention`. Check :func:`available` first."""
+    :func:`adaptune.train.blocked.causal_attention`. With ``rope=(cos, sin)`` (each ``(L, 64)``,
+    as transformers' rotary embedding gives them per token) q and k are rotated inside first,
+    ``x·cos + rotate_half(x)·sin`` as Llama does, and their gradients go back through the
+    rotation: no rotated copies of q and k are made. Check :func:`available` first."""
     if q.dim() != 3 or k.shape != v.shape or q.shape[1:] != k.shape[1:]:
         raise ValueError(f"shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
     if q.shape[0] % k.shape[0] or q.shape[-1] != HEAD_DIM:
@@ -191,5 +148,12 @@ def causal_attention(
         )
     if q.device.type != "cpu":
         raise ValueError("native attention runs on the CPU only")
+    cos = sin = None
+    if rope is not None:
+        cos, sin = (t.detach().float() for t in rope)
+        if cos.shape != (q.shape[1], HEAD_DIM) or sin.shape != cos.shape:
+            raise ValueError(f"rope cos/sin must be ({q.shape[1]}, {HEAD_DIM}): {tuple(cos.shape)}")
+        if cos.stride(-1) != 1 or sin.stride() != cos.stride():
+            cos, sin = cos.contiguous(), sin.contiguous()
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    return _NativeCausal.apply(q, k, v, scale)
+    return _NativeCausal.apply(q, k, v, scale, cos, sin)

@@ -6,10 +6,12 @@ fp32), and its backward pass goes through every op of the forward in turn: about
 over the ``(tokens, hidden)`` tensor. With the weight frozen (LoRA trains no norm)
 :class:`_FrozenRMSNorm` keeps the input and one reciprocal RMS per token, and computes the
 input's gradient in closed form, ``rstd · (g·w − n · mean(g·w · n))`` with ``n = x · rstd``, in
-six passes. SmolLM2-135M has 61 norms. ``bench/train_profile.py`` puts the element-wise rest of
-a bf16 step at 15 % with it, 19 % before; measured by hand on 2026-12-07 (a bf16 step of 8 rows
-of 1,024 tokens, ``bench/train_throughput.py``'s pool, with and without it): 2 % more real
-tokens per second and 67 MB less peak RSS, the same losses to four decimals.
+six passes; where the compiled kernels run (:mod:`~adaptune.train.fused`, fp32 inputs) the
+forward and the backward are one pass each. SmolLM2-135M has 61 norms.
+``bench/train_profile.py`` put the element-wise rest of a bf16 step at 15 % with the PyTorch
+path, 19 % before it; measured by hand on 2026-12-07 (a bf16 step of 8 rows of 1,024 tokens,
+``bench/train_throughput.py``'s pool, with and without it): 2 % more real tokens per second and
+67 MB less peak RSS, the same losses to four decimals.
 :func:`frozen_norms` swaps it in for a training run; a norm that computes something else
 (checked on one of each class) or whose weight trains keeps its own path.
 """
@@ -23,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from adaptune.train import fused
 from adaptune.train.swap import training_forward
 
 
@@ -40,13 +43,16 @@ class _FrozenRMSNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        out, rstd = _rms_norm(x, weight, eps)
+        out, rstd = fused.rms_norm(x, weight, eps) or _rms_norm(x, weight, eps)
         ctx.save_for_backward(x, weight, rstd)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight, rstd = ctx.saved_tensors
+        dx = fused.rms_norm_backward(x, weight, rstd, grad.contiguous())
+        if dx is not None:
+            return dx, None, None
         n = x.to(torch.float32) * rstd  # a new buffer, reused below
         dn = grad.to(torch.float32) * weight
         dot = (dn * n).mean(-1, keepdim=True)

@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "simd.h"
+
 #define D 64
 #define DW 32 /* words per row of 64 bf16 */
 #define RM1 12 /* rows per score tile (two vectors of 16 columns each) */
@@ -81,25 +83,6 @@ static void gemm_scores(const word *a, const word *bt, int ldb, float *s, int ro
             micro_12_2(a + (size_t)r * DW, DW, 1, bt + n, ldb, DW, s + (size_t)r * cols + n, cols, 0);
 }
 
-/* e^x for x <= 0 (inputs below -87 give 0). */
-static inline __m512 exp512(__m512 x) {
-    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
-    const __m512 ln2hi = _mm512_set1_ps(0.693359375f), ln2lo = _mm512_set1_ps(-2.12194440e-4f);
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, ln2hi, x);
-    r = _mm512_fnmadd_ps(n, ln2lo, r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 r2 = _mm512_mul_ps(r, r);
-    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
-
 static inline __m256i to_bf16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
 
 /* An input tensor seen as [heads][L][64]: fp32 or bf16, rows `sh` (head) and `st` (token)
@@ -123,6 +106,33 @@ static inline void load_row(const view *x, int head, int token, __m512 out[4]) {
     }
 }
 
+/* Rotary position embedding of one example: cos and sin [L][64] fp32, rows `st` apart; a NULL
+ * cos means none. Row t of q and k is rotated by cos[t], sin[t] as transformers' Llama does:
+ * y = x * cos + rotate_half(x) * sin, rotate_half(x) = (-x[32:], x[:32]). */
+typedef struct {
+    const float *cos, *sin;
+    long st;
+} rope;
+
+static inline void rotate(const rope *r, int t, __m512 v[4], int transpose) {
+    const float *c = r->cos + (size_t)t * r->st, *s = r->sin + (size_t)t * r->st;
+    __m512 c0 = _mm512_loadu_ps(c), c1 = _mm512_loadu_ps(c + 16), c2 = _mm512_loadu_ps(c + 32),
+           c3 = _mm512_loadu_ps(c + 48), s0 = _mm512_loadu_ps(s), s1 = _mm512_loadu_ps(s + 16),
+           s2 = _mm512_loadu_ps(s + 32), s3 = _mm512_loadu_ps(s + 48);
+    __m512 x0 = v[0], x1 = v[1], x2 = v[2], x3 = v[3];
+    if (!transpose) { /* y1 = x1 c1 - x2 s1, y2 = x2 c2 + x1 s2 (halves) */
+        v[0] = _mm512_fnmadd_ps(x2, s0, _mm512_mul_ps(x0, c0));
+        v[1] = _mm512_fnmadd_ps(x3, s1, _mm512_mul_ps(x1, c1));
+        v[2] = _mm512_fmadd_ps(x0, s2, _mm512_mul_ps(x2, c2));
+        v[3] = _mm512_fmadd_ps(x1, s3, _mm512_mul_ps(x3, c3));
+    } else { /* the gradient: dx1 = g1 c1 + g2 s2, dx2 = g2 c2 - g1 s1 */
+        v[0] = _mm512_fmadd_ps(x2, s2, _mm512_mul_ps(x0, c0));
+        v[1] = _mm512_fmadd_ps(x3, s3, _mm512_mul_ps(x1, c1));
+        v[2] = _mm512_fnmadd_ps(x0, s0, _mm512_mul_ps(x2, c2));
+        v[3] = _mm512_fnmadd_ps(x1, s1, _mm512_mul_ps(x3, c3));
+    }
+}
+
 typedef struct {
     int kv, L, G, bq, threads;
     float scale;
@@ -133,6 +143,7 @@ typedef struct {
     const bf16 *dout;   /* [kv][L*G][64] (backward) */
     float *dq;          /* [kv*G][L][64] (backward) */
     float *dk_own, *dv_own; /* [kv][Lp][64]: this thread's sums (backward) */
+    rope rope;
     int thread;
 } job;
 
@@ -303,8 +314,10 @@ static void backward_block(const job *j, scratch *w, int h, int b) {
     for (int r = 0; r < k.real; r++) {
         int t = (k.first + r) / G, g = (k.first + r) % G;
         float *dq = j->dq + ((size_t)(h * G + g) * L + t) * D;
-        for (int c = 0; c < D; c += 16)
-            _mm512_storeu_ps(dq + c, _mm512_mul_ps(_mm512_loadu_ps(w->o + (size_t)r * D + c), sc));
+        __m512 x[4];
+        for (int c = 0; c < 4; c++) x[c] = _mm512_mul_ps(_mm512_loadu_ps(w->o + (size_t)r * D + 16 * c), sc);
+        if (j->rope.cos) rotate(&j->rope, t, x, 1);
+        for (int c = 0; c < 4; c++) _mm512_storeu_ps(dq + 16 * c, x[c]);
     }
     /* dK += dS^T · Q and dV += P^T · dO: keys as rows, the block's query rows in pairs */
     row_pairs(w->dp, w->dsp, rows, cols);
@@ -331,13 +344,14 @@ static int run_blocks(job *j, void (*fn)(const job *, scratch *, int, int)) {
 
 /* Rows of a [heads][L][64] view -> [kv][L*G][64] bf16 rows (times `scale`), row t*G+g of group
  * h = token t of head h*G+g; shared out over the team's threads. */
-static void pack_rows(const view *x, int kv, int L, int G, float scale, bf16 *dst) {
+static void pack_rows(const view *x, int kv, int L, int G, float scale, const rope *r, bf16 *dst) {
     __m512 sc = _mm512_set1_ps(scale), row[4];
 #pragma omp for schedule(static)
     for (int i = 0; i < kv * L; i++) {
         int h = i / L, t = i % L;
         for (int g = 0; g < G; g++) {
             load_row(x, h * G + g, t, row);
+            if (r->cos) rotate(r, t, row, 0);
             bf16 *out = dst + ((size_t)h * L * G + (size_t)t * G + g) * D;
             for (int c = 0; c < 4; c++)
                 _mm256_storeu_si256((__m256i *)(out + 16 * c), to_bf16(_mm512_mul_ps(row[c], sc)));
@@ -347,7 +361,7 @@ static void pack_rows(const view *x, int kv, int L, int G, float scale, bf16 *ds
 
 /* Keys or values of a [kv][L][64] view -> word columns [kv][32][Lp] and row pairs
  * [kv][Lp/2][64] (both zero past L); shared out over the team's threads. */
-static void pack_keys(const view *x, int kv, int L, word *cols, word *pairs) {
+static void pack_keys(const view *x, int kv, int L, const rope *r, word *cols, word *pairs) {
     int Lp = round_up(L, 32);
 #pragma omp for schedule(static)
     for (int i = 0; i < kv * Lp; i++) {
@@ -356,6 +370,7 @@ static void pack_keys(const view *x, int kv, int L, word *cols, word *pairs) {
         if (n < L) {
             __m512 v[4];
             load_row(x, h, n, v);
+            if (r->cos) rotate(r, n, v, 0);
             for (int c = 0; c < 4; c++) _mm256_storeu_si256((__m256i *)(row + 16 * c), to_bf16(v[c]));
         } else {
             memset(row, 0, sizeof(row));
@@ -374,7 +389,8 @@ static int team_size(const job *j, int threads) {
     return threads < 1 ? 1 : threads;
 }
 
-/* Forward of one example. q [heads][L][64], k and v [kv][L][64] (fp32 or bf16 views); out
+/* Forward of one example. q [heads][L][64], k and v [kv][L][64] (fp32 or bf16 views), q and k
+ * rotated first where cos is not NULL; out
  * [L][heads][64] bf16 and lse [kv][L*G] filled, and what the backward pass needs: qs
  * [kv][L*G][64] (the queries times `scale`), kt and vt [kv][32][Lp], kp and vp [kv][Lp/2][64].
  * Threads: PyTorch's OpenMP team (the process has one libgomp, torch's), so that no second
@@ -383,9 +399,11 @@ int adaptune_attention_forward(int kv, int L, int G, int bq, int threads, float 
                                const void *q, int q_bf16, long q_sh, long q_st,
                                const void *k, int k_bf16, long k_sh, long k_st,
                                const void *v, int v_bf16, long v_sh, long v_st,
+                               const float *cos, const float *sin, long rope_st,
                                bf16 *out, float *lse, bf16 *qs, word *kt, word *kp, word *vt,
                                word *vp) {
     view qv = {q, q_bf16, q_sh, q_st}, kv_ = {k, k_bf16, k_sh, k_st}, vv = {v, v_bf16, v_sh, v_st};
+    rope r = {cos, sin, rope_st}, none = {NULL, NULL, 0};
     job base = {0};
     base.kv = kv; base.L = L; base.G = G; base.bq = bq; base.scale = scale;
     base.q = qs; base.kt = kt; base.vp = vp; base.out = out; base.lse = lse;
@@ -396,26 +414,30 @@ int adaptune_attention_forward(int kv, int L, int G, int bq, int threads, float 
         job j = base;
         j.thread = omp_get_thread_num();
         j.threads = omp_get_num_threads();
-        pack_rows(&qv, kv, L, G, scale, qs);
-        pack_keys(&kv_, kv, L, kt, kp);
-        pack_keys(&vv, kv, L, vt, vp);
+        pack_rows(&qv, kv, L, G, scale, &r, qs);
+        pack_keys(&kv_, kv, L, &r, kt, kp);
+        pack_keys(&vv, kv, L, &none, vt, vp);
         failed = run_blocks(&j, forward_block);
     }
     return failed;
 }
 
 /* Backward of one example: grad [heads][L][64] (a view of the output's gradient) and what the
- * forward pass kept; dq [heads][L][64], dk and dv [kv][L][64] filled (fp32); dout is scratch of
+ * forward pass kept (and the same cos and sin, whose rotation the gradients of q and k go back
+ * through); dq [heads][L][64], dk and dv [kv][L][64] filled (fp32); dout is scratch of
  * [kv][L*G][64] bf16. Returns 0, or 1 without memory. */
 int adaptune_attention_backward(int kv, int L, int G, int bq, int threads, float scale,
                                 const void *grad, int g_bf16, long g_sh, long g_st,
+                                const float *cos, const float *sin, long rope_st,
                                 const bf16 *qs, const word *kt, const word *kp, const word *vt,
                                 const float *lse, bf16 *dout, float *dq, float *dk, float *dv) {
     view gv = {grad, g_bf16, g_sh, g_st};
+    rope none = {NULL, NULL, 0};
     job base = {0};
     base.kv = kv; base.L = L; base.G = G; base.bq = bq; base.scale = scale;
     base.q = qs; base.kt = kt; base.kp = kp; base.vt = vt; base.lse = (float *)lse;
     base.dout = dout; base.dq = dq;
+    base.rope.cos = cos; base.rope.sin = sin; base.rope.st = rope_st;
     int Lp = round_up(L, 32), failed = 0;
     size_t size = (size_t)kv * Lp * D;
     threads = team_size(&base, threads);
@@ -430,21 +452,25 @@ int adaptune_attention_backward(int kv, int L, int G, int bq, int threads, float
             j.threads = omp_get_num_threads();
             j.dk_own = sums[j.thread];
             j.dv_own = sums[j.thread] + size;
-            pack_rows(&gv, kv, L, G, 1.0f, dout);
+            pack_rows(&gv, kv, L, G, 1.0f, &none, dout);
             failed = run_blocks(&j, backward_block);
 #pragma omp barrier
 #pragma omp for schedule(static)
             for (int i = 0; i < kv * L; i++) {
                 int h = i / L, n = i % L;
                 size_t at = ((size_t)h * Lp + n) * D;
-                for (int c = 0; c < D; c += 16) {
-                    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+                __m512 a[4], b[4];
+                for (int c = 0; c < 4; c++) {
+                    a[c] = b[c] = _mm512_setzero_ps();
                     for (int t = 0; t < j.threads; t++) {
-                        a = _mm512_add_ps(a, _mm512_loadu_ps(sums[t] + at + c));
-                        b = _mm512_add_ps(b, _mm512_loadu_ps(sums[t] + size + at + c));
+                        a[c] = _mm512_add_ps(a[c], _mm512_loadu_ps(sums[t] + at + 16 * c));
+                        b[c] = _mm512_add_ps(b[c], _mm512_loadu_ps(sums[t] + size + at + 16 * c));
                     }
-                    _mm512_storeu_ps(dk + (size_t)i * D + c, a);
-                    _mm512_storeu_ps(dv + (size_t)i * D + c, b);
+                }
+                if (cos) rotate(&base.rope, n, a, 1);
+                for (int c = 0; c < 4; c++) {
+                    _mm512_storeu_ps(dk + (size_t)i * D + 16 * c, a[c]);
+                    _mm512_storeu_ps(dv + (size_t)i * D + 16 * c, b[c]);
                 }
             }
         }
