@@ -15,9 +15,11 @@ variant sees the same token ids) and the default model (SmolLM2-135M-Instruct, f
 (c) ``adaptune``: :func:`adaptune.train.train` with ``strategy="from-base"``, packed rows of
     ``--max-len`` tokens, 8 rows per step, with the trainer's defaults: forward passes of at most
     1,024 tokens (``forward_tokens``), each packed example attended alone, the head only at
-    answer positions and chunked, the frozen MLPs keeping two activations, and its default
-    precision ``auto`` (bf16 autocast where the CPU multiplies bf16 natively, as AVX-512 BF16
-    and AMX do; fp32 elsewhere: the JSON says which it used). ``adaptune_fp32``: the same in
+    answer positions and chunked, the frozen MLPs keeping two activations, the compiled kernels
+    where the CPU has AVX-512 BF16 (attention with the rotary embedding inside, one-pass norms
+    and gated SiLU: :mod:`adaptune.train.compiled`), and its default precision ``auto`` (bf16
+    autocast where the CPU multiplies bf16 natively, as AVX-512 BF16 and AMX do; fp32
+    elsewhere: the JSON says which it used). ``adaptune_fp32``: the same in
     fp32, which separates what the fast paths give from what bf16 gives. The per-step losses
     of the two (same rows, same seed) are compared in ``bf16_loss_gap``.
 
@@ -310,6 +312,11 @@ def child(variant: str, pool_path: Path, steps: int, result_path: Path) -> None:
         loadavg_before=[round(x, 2) for x in load],
         loadavg_after=[round(x, 2) for x in os.getloadavg()],
     )
+    if variant.startswith("adaptune"):
+        from adaptune.train import fused, native
+
+        kernels = {"attention": native.available(), "elementwise": fused.available()}
+        out["compiled_kernels"] = kernels
     result_path.write_text(json.dumps(out) + "\n")
 
 
