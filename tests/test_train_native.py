@@ -228,3 +228,17 @@ def test_rotation_tables_of_the_wrong_shape_are_refused() -> None:
     cos, sin = angles(9)
     with pytest.raises(ValueError, match="rope cos/sin"):
         native.causal_attention(q, k, v, rope=(cos, sin))
+
+
+@NEEDS
+def test_inputs_it_must_convert_first_stay_alive_through_the_call() -> None:
+    # fp16 rows and rows whose last dimension is strided are copied to fp32 / made contiguous
+    # before the kernel reads them: those copies must outlive the call (they once did not)
+    q, k, v, grad = inputs(9, 3, 70, seed=7)
+    half = [x.detach().half().requires_grad_() for x in (q, k, v)]
+    out, grads = errors_against_reference(native.causal_attention, *half, grad)
+    assert out < 0.01 and max(grads) < 0.015
+    strided = [x.detach().repeat_interleave(2, -1)[..., ::2].requires_grad_() for x in (q, k, v)]
+    assert strided[0].stride(-1) == 2
+    out, grads = errors_against_reference(native.causal_attention, *strided, grad)
+    assert out < 0.01 and max(grads) < 0.015

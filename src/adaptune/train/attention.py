@@ -122,20 +122,27 @@ def _blocked_bf16(query: torch.Tensor, dropout: float) -> bool:
 
 
 def _per_example(
-    attend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    attend: Callable[..., torch.Tensor],
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     lengths: list[list[int]],
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``attend(q, k, v)`` (``(heads, L, d)`` in, ``(L, heads, d)`` out) on each example of each
-    row alone; the rows back as ``(batch, seq, heads, head_dim)``."""
+    row alone; the rows back as ``(batch, seq, heads, head_dim)``. With ``rope=(cos, sin)``
+    (``(batch or 1, seq, head_dim)``) each call also gets its example's rows of them as
+    ``rope=``."""
     rows = []
     for b, parts in enumerate(lengths):
         pieces = zip(
             query[b].split(parts, 1), key[b].split(parts, 1), value[b].split(parts, 1), strict=True
         )
-        outs = [attend(q, k, v) for q, k, v in pieces]
+        if rope is None:
+            outs = [attend(q, k, v) for q, k, v in pieces]
+        else:
+            cos, sin = (t[b if t.shape[0] > 1 else 0].split(parts) for t in rope)
+            outs = [attend(*qkv, rope=cs) for qkv, *cs in zip(pieces, cos, sin, strict=True)]
         rows.append(torch.cat(outs) if len(outs) > 1 else outs[0])
     return torch.stack(rows) if len(rows) > 1 else rows[0][None]
 

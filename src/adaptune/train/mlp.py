@@ -10,6 +10,8 @@ a third less MLP memory for the same numbers. :func:`frozen_mlps` swaps it in fo
 MLPs whose projections carry LoRA layers or train (``--target all-linear``) keep their own path.
 Under autocast (bf16 training, :mod:`~adaptune.train.precision`) the input and weights are cast
 before the function runs, so its backward, which autocast does not reach, computes in bf16 too.
+``silu(gate) · up`` and its gradients are one compiled pass each where the kernels run
+(:mod:`~adaptune.train.fused`), PyTorch operations elsewhere.
 """
 
 from __future__ import annotations

@@ -86,6 +86,7 @@ class _NativeCausal(torch.autograd.Function):
     ) -> torch.Tensor:
         lib = _library()
         assert lib is not None
+        ctx.dtypes = (q.dtype, k.dtype, v.dtype)
         kv, length, d = k.shape
         heads = q.shape[0]
         padded = (length + 31) // 32 * 32
@@ -94,15 +95,16 @@ class _NativeCausal(torch.autograd.Function):
         qs = torch.empty(heads, length, d, dtype=_BF16)
         kt, vt = (torch.empty(kv, d // 2, padded, dtype=_I32) for _ in range(2))
         kp, vp = (torch.empty(kv, padded // 2, d, dtype=_I32) for _ in range(2))
+        q, k, v = (_readable(x) for x in (q, k, v))  # kept alive across the call
         failed = lib.adaptune_attention_forward(
             kv, length, heads // kv, BLOCK, torch.get_num_threads(), scale,
-            *_view(_readable(q)), *_view(_readable(k)), *_view(_readable(v)), *_rope(cos, sin),
+            *_view(q), *_view(k), *_view(v), *_rope(cos, sin),
             *(t.data_ptr() for t in (out, lse, qs, kt, kp, vt, vp)),
         )  # fmt: skip
         if failed:
             raise MemoryError("native attention: no memory for its scratch (forward)")
         ctx.save_for_backward(qs, kt, kp, vt, lse)
-        ctx.scale, ctx.dtypes, ctx.rope = scale, (q.dtype, k.dtype, v.dtype), (cos, sin)
+        ctx.scale, ctx.rope = scale, (cos, sin)
         return out
 
     @staticmethod
@@ -116,9 +118,10 @@ class _NativeCausal(torch.autograd.Function):
         dout = torch.empty(heads, length, d, dtype=_BF16)
         dq = torch.empty(heads, length, d, dtype=torch.float32)
         dk, dv = (torch.empty(kv, length, d, dtype=torch.float32) for _ in range(2))
+        grad = _readable(grad)  # kept alive across the call
         failed = lib.adaptune_attention_backward(
             kv, length, heads // kv, BLOCK, torch.get_num_threads(), ctx.scale,
-            *_view(_readable(grad).transpose(0, 1)), *_rope(*ctx.rope),
+            *_view(grad.transpose(0, 1)), *_rope(*ctx.rope),
             *(t.data_ptr() for t in (qs, kt, kp, vt, lse, dout, dq, dk, dv)),
         )  # fmt: skip
         if failed:

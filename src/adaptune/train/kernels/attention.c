@@ -166,7 +166,8 @@ static block geometry(const job *j, int b) {
 }
 
 /* Probabilities of one block's rows: p[r][n] = exp(s[r][n] - lse[r]) for n <= token of r, else 0
- * (and 0 for rows past the example). With `lse_out`, the row's log-sum-exp is computed first. */
+ * (and 0 for rows past the example). With `compute`, the row's log-sum-exp is worked out and
+ * stored first; without, the stored one is used (the backward pass). */
 static void softmax_rows(float *s, int rows, int real_rows, int cols, int first_row, int G,
                          float *lse, int compute) {
     for (int r = 0; r < rows; r++) {
@@ -234,7 +235,6 @@ static void bf16_row_pairs(const bf16 *x, word *w, int rows) {
 }
 
 typedef struct {
-    int rows_pad, cols_max;
     float *s, *dp, *o;
     bf16 *p, *qrows;
     word *pp, *dsp, *qp, *dop;
@@ -243,8 +243,6 @@ typedef struct {
 
 static int scratch_init(scratch *w, int bq, int G, int Lp) {
     int rows = round_up(bq * G, RM1);
-    w->rows_pad = rows;
-    w->cols_max = Lp;
     size_t sc = (size_t)rows * Lp;
     w->s = aligned_alloc(64, sizeof(float) * sc);
     w->dp = aligned_alloc(64, sizeof(float) * sc);

@@ -99,8 +99,7 @@ void adaptune_gated_silu_forward(long n, int is_bf16, const void *a, const void 
     }
 }
 
-/* da, db from g = dL/dh (da and db may alias g's storage only if is_bf16 matches; they do not
- * here: the caller gives new buffers). */
+/* da and db (new buffers) from g = dL/dh over n elements. */
 void adaptune_gated_silu_backward(long n, int is_bf16, const void *a, const void *b,
                                   const void *g, void *da, void *db, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
