@@ -87,6 +87,12 @@ class ServeSettings(BaseModel):
     warm: bool = Field(
         True, description="ADAPTUNE_WARM: build indexes and classifiers at start-up."
     )
+    webhook_new_domains: bool = Field(
+        False,
+        description="ADAPTUNE_WEBHOOK_NEW_DOMAINS: a signed delivery from a repository or Jira "
+        "project that no domain holds creates its domain (off: it is refused with 422; add the "
+        "repository with `adaptune domains add`).",
+    )
 
 
 _ENV = {
@@ -111,6 +117,7 @@ _ENV = {
     "notify_secret": "ADAPTUNE_NOTIFY_SECRET",
     "notify_format": "ADAPTUNE_NOTIFY_FORMAT",
     "warm": "ADAPTUNE_WARM",
+    "webhook_new_domains": "ADAPTUNE_WEBHOOK_NEW_DOMAINS",
 }
 _LISTS = {"cors_origins", "notify_urls"}
 

@@ -218,16 +218,19 @@ feedback = Table(
     Column("adapter_version", String(150)),
     Column("arm", String(20)),
     Column("created_at", UTCDateTime, nullable=False),
+    # Who sent it ("token:<name>"); one row per ticket and client (rows before 0004: none).
+    Column("client", String(150)),
 )
 Index("ix_feedback_domain_created", feedback.c.domain, feedback.c.created_at)
 Index("ix_feedback_ticket", feedback.c.ticket_id)
+Index("ux_feedback_ticket_client", feedback.c.ticket_id, feedback.c.client, unique=True)
 
 webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("source", String(20), nullable=False),
-    # GitHub: "<hook id>:<delivery id>"; Jira: X-Atlassian-Webhook-Identifier.
+    # GitHub: the X-GitHub-Delivery id; Jira: X-Atlassian-Webhook-Identifier (or a body digest).
     Column("delivery_key", String(300), nullable=False),
     Column("event", String(100), nullable=False),
     Column("outcome", Text, nullable=False, default="{}"),
