@@ -84,8 +84,12 @@ def planted(store: Store) -> dict[str, str]:
             f"I set HF_TOKEN={TOKEN} and iterate the stream; it never ends.",
             "Restart the kernel.",
         ),
+        # Ticket and answer long enough for the quality gate (8 and 4 words), like an issue's.
         "accepted": ticket(
-            store, "Audio column decode fails", "Decoding audio raises.", "Install soundfile."
+            store,
+            "Audio column decode fails",
+            "Decoding audio raises an error.",
+            "Install the soundfile package.",
         ),
         "down": ticket(store, "Image feature is slow", "Casting images takes hours.", "Buy RAM."),
         "overruled": ticket(store, "Arrow cache grows", "The cache never shrinks.", "Delete it."),
@@ -116,7 +120,7 @@ def test_corrections_and_accepted_answers_become_scrubbed_examples(ingested: Sto
     assert fix.meta["feedback"] == "corrected" and fix.meta["ticket_id"] == t["corrected"]
     assert fix.task == "qa" and fix.domain == "r" and fix.issue == f"feedback:{t['corrected']}"
     ok = examples[accepted]
-    assert ok.answer == "Install soundfile." and ok.meta["feedback"] == "accepted"
+    assert ok.answer == "Install the soundfile package." and ok.meta["feedback"] == "accepted"
     assert ok.known_at == when(8, 1) and ok.meta["labels"] == ["bug"]
 
 

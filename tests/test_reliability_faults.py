@@ -69,9 +69,9 @@ def test_a_corrupt_ticket_row_does_not_break_reads_or_the_dashboard(store, tmp_p
                 .where(t.c.id == bad.json()["id"])
                 .values(similar="{not json", triage="[", answer="\x00")
             )
-        r = c.get(f"/v1/tickets/{bad.json()['id']}")
+        r = c.get(f"/v1/tickets/{bad.json()['id']}", headers=AUTH)
         assert r.status_code == 200
         assert (r.json()["similar"], r.json()["triage"], r.json()["answer"]) == ([], None, None)
-        assert c.get(f"/v1/tickets/{good.json()['id']}").json()["similar"]
-        page = c.get("/dashboard")
+        assert c.get(f"/v1/tickets/{good.json()['id']}", headers=AUTH).json()["similar"]
+        page = c.get("/dashboard", headers=AUTH)
         assert page.status_code == 200 and "broken" in page.text

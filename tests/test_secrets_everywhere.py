@@ -1,4 +1,4 @@
-"""Secrets planted everywhere an issue's text enters adaptune never come out again.
+"""Secrets planted everywhere an issue's or a ticket's text enters adaptune never come out again.
 
 Every kind the quality gate (``adaptune.dataset.scrub``) knows, an e-mail address and a private
 key block are planted in issue titles and bodies, a fixing pull request, a webhook issue and
@@ -61,6 +61,7 @@ OWN = {  # tokens given to adaptune itself
     "github": "ghp_OwnTokenOfTheOperator0123456789abcd",
 }
 TITLE_SECRET = "jane.doe@example-corp.com"
+TICKET_SECRET = next(iter(PLANTED))  # the classic GitHub token
 
 
 def _leaks(text: str | bytes) -> list[str]:
@@ -140,7 +141,7 @@ def test_planted_secrets_never_leave_the_raw_store(store, tmp_path, caplog, monk
     path = tmp_path / "issues.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in _planted_rows()))
     ingest(file_source(path), store)
-    token = create_token(store, "ops", ["write", "admin"])
+    token = create_token(store, "ops", ["read", "write", "admin"])
     auth = {"Authorization": f"Bearer {token}"}
     tiny = save_tiny(tmp_path / "tiny")
     settings = serve_settings(warm=False, github_webhook_secret=SECRET, context_k=2)
@@ -148,7 +149,10 @@ def test_planted_secrets_never_leave_the_raw_store(store, tmp_path, caplog, monk
     app = create_app(store, settings, generator=generator)
     with TestClient(app) as c:
         _webhooks(c)
-        first = c.post("/v1/tickets", json={"title": "KeyError", "generate": False}, headers=auth)
+        # The very ticket and feedback that are read back carry the secrets (title and body).
+        planted = {"title": f"KeyError {TICKET_SECRET}", "body": ALL, "generate": False}
+        first = c.post("/v1/tickets", json=planted, headers=auth)
+        assert first.status_code == 200, first.text
         params = {"model": str(tiny), "max_steps": 2, "batch_size": 2, "max_len": 256}
         with one_thread():
             job = train_job(store, "r", {**params, "heldout_per_window": 3, "lr": 5e-3})
@@ -161,8 +165,9 @@ def test_planted_secrets_never_leave_the_raw_store(store, tmp_path, caplog, monk
         ticket = {"title": rows(6)[2]["title"], "body": rows(6)[2]["body"], "max_new_tokens": 8}
         answered = c.post("/v1/tickets", json=ticket, headers=auth)
         assert answered.status_code == 200, answered.text
-        again = c.get(f"/v1/tickets/{answered.json()['id']}")
-        page = c.get("/dashboard")
+        again = c.get(f"/v1/tickets/{answered.json()['id']}", headers=auth)
+        first_again = c.get(f"/v1/tickets/{first.json()['id']}", headers=auth)
+        page = c.get("/dashboard", headers=auth)
     out = answered.json()
     assert out["answer"] is not None and out["similar"], out
     assert any(s["solution"] for s in out["similar"]), out["similar"]
@@ -190,6 +195,13 @@ def test_planted_secrets_never_leave_the_raw_store(store, tmp_path, caplog, monk
 
     assert _leaks(json.dumps(out)) == [] and _leaks(again.text) == [], "answer or similar leaks"
     assert _leaks(page.text) == [], "the dashboard shows a secret"
+    # ... while showing that very ticket and its correction, with placeholders
+    assert page.status_code == 200 and "KeyError &lt;GITHUB_TOKEN&gt;" in page.text
+    assert "Rotate it: &lt;" in page.text
+    read_back = first_again.json()
+    assert _leaks(first_again.text) == [] and TICKET_SECRET not in first_again.text
+    assert read_back["feedback"][-1]["corrected_answer"].startswith("Rotate it: <")
+    assert "<PRIVATE_KEY>" in read_back["feedback"][-1]["corrected_answer"]
     assert _leaks(repr(generator.requests)) == [], "a prompt carries a secret"
     assert _scan_home(store.settings.home) == {}
     logged = [r.getMessage() + (r.exc_text or "") for r in caplog.records]

@@ -57,7 +57,7 @@ def test_a_ticket_without_generation_gets_triage_and_similar_issues(seeded):
         assert body["similar"][0]["number"] == 3
         assert set(body["similar"][0]) == {"number", "title", "url", "score", "state", "solution"}
         assert body["similar"][0]["solution"], "a resolved issue's fix comes with it"
-        again = c.get(f"/v1/tickets/{body['id']}").json()
+        again = c.get(f"/v1/tickets/{body['id']}", headers=AUTH).json()
         assert again["similar"] == body["similar"] and again["feedback"] == []
 
 
@@ -102,7 +102,7 @@ def test_bad_bodies_are_refused_with_the_field_named_and_nothing_stored(seeded):
         assert r.status_code == 413 and "4096" in r.json()["detail"]
         r = c.post("/v1/tickets", json={**TICKET, "domain": "nope"}, headers=AUTH)
         assert r.status_code == 422 and "nope" in r.json()["detail"]
-        assert c.get("/v1/tickets/unknown").status_code == 404
+        assert c.get("/v1/tickets/unknown", headers=AUTH).status_code == 404
     from sqlalchemy import func, select
 
     from adaptune.store import schema
@@ -135,10 +135,10 @@ def test_generation_uses_production_and_feedback_is_attributed(seeded, tmp_path)
             c.post("/v1/tickets/nope/feedback", json={"rating": "up"}, headers=AUTH).status_code
             == 404
         )
-        stats = c.get("/v1/stats").json()
+        stats = c.get("/v1/stats", headers=AUTH).json()
         arm = stats["feedback"]["r"]["arms"]["production"]
         assert arm["up"] == 1 and arm["n"] == 1 and arm["ci95"][0] < 1.0
-        assert c.get(f"/v1/tickets/{tid}").json()["feedback"][0]["rating"] == "up"
+        assert c.get(f"/v1/tickets/{tid}", headers=AUTH).json()["feedback"][0]["rating"] == "up"
 
 
 def test_ab_share_sends_tickets_to_the_candidate(seeded, tmp_path):
@@ -259,7 +259,7 @@ def test_adapters_rollback_and_jobs_over_http(seeded, tmp_path):
     v1 = register_adapter(seeded, model, tmp_path, seed=1, prod=True)
     v2 = register_adapter(seeded, model, tmp_path, seed=2, prod=True)
     with client_for(seeded) as c:
-        listed = c.get("/v1/adapters").json()
+        listed = c.get("/v1/adapters", headers=AUTH).json()
         assert [v["version"] for v in listed] == [v1, v2]
         assert listed[1]["aliases"] == ["production"]
         back = c.post("/v1/adapters/rollback", json={"domain": "r"}, headers=AUTH)
@@ -269,11 +269,11 @@ def test_adapters_rollback_and_jobs_over_http(seeded, tmp_path):
         assert job.status_code == 202, job.text
         again = c.post("/v1/jobs/train", json={"max_steps": 2}, headers=AUTH)
         assert again.json()["id"] == job.json()["id"], "a queued job is not queued twice"
-        got = c.get(f"/v1/jobs/{job.json()['id']}").json()
+        got = c.get(f"/v1/jobs/{job.json()['id']}", headers=AUTH).json()
         assert (
             got["state"] == "queued" and got["domain"] == "r" and got["payload"]["max_steps"] == 2
         )
-        assert c.get("/v1/jobs/nope").status_code == 404
+        assert c.get("/v1/jobs/nope", headers=AUTH).status_code == 404
 
 
 def test_a_promotion_over_http_sends_a_signed_notification(seeded, tmp_path):

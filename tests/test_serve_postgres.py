@@ -32,11 +32,14 @@ def test_the_service_end_to_end_on_postgres(pg_store: Store, tmp_path) -> None:
         assert body["similar"][0]["number"] == 3 and body["answer"]["adapter_version"] == v1
         fb = c.post(f"/v1/tickets/{body['id']}/feedback", json={"rating": "down"}, headers=AUTH)
         assert fb.status_code == 201 and fb.json()["arm"] == "production"
-        assert c.get("/v1/stats").json()["feedback"]["r"]["arms"]["production"]["down"] == 1
+        assert (
+            c.get("/v1/stats", headers=AUTH).json()["feedback"]["r"]["arms"]["production"]["down"]
+            == 1
+        )
         assert c.post(f"/v1/adapters/{v2}/promote", headers=AUTH).status_code == 200
         again = c.post("/v1/tickets", json={"title": "x", "body": "y"}, headers=AUTH).json()
         assert again["answer"]["adapter_version"] == v2
         job = c.post("/v1/jobs/train", json={"max_steps": 1}, headers=AUTH).json()
-        assert c.get(f"/v1/jobs/{job['id']}").json()["state"] == "queued"
-        page = c.get("/dashboard")
+        assert c.get(f"/v1/jobs/{job['id']}", headers=AUTH).json()["state"] == "queued"
+        page = c.get("/dashboard", headers=AUTH)
         assert page.status_code == 200 and v2 in page.text

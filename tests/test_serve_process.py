@@ -124,7 +124,7 @@ def test_dashboard_shows_lineage_arms_tickets_and_jobs(store, tmp_path):
         tid = c.post("/v1/tickets", json={"title": "KeyError 52", "generate": False}, headers=AUTH)
         c.post(f"/v1/tickets/{tid.json()['id']}/feedback", json={"rating": "up"}, headers=AUTH)
         c.post("/v1/jobs/train", json={}, headers=AUTH)
-        page = c.get("/dashboard")
+        page = c.get("/dashboard", headers=AUTH)
     assert page.status_code == 200
     html = page.text
     for needle in (

@@ -18,7 +18,7 @@ from adaptune import __version__
 from adaptune.dataset import card
 from adaptune.dataset.artifacts import content_hash, read_manifest, write_build
 from adaptune.dataset.dedupe import has_near_copy, near_duplicate_groups, signatures
-from adaptune.dataset.feedback import feedback_examples
+from adaptune.dataset.feedback import dedupe_feedback, feedback_examples
 from adaptune.dataset.gate import reject_reason
 from adaptune.dataset.labels import table_for, triage_type
 from adaptune.dataset.solutions import pr_fixes, solution_for
@@ -135,7 +135,10 @@ def build(
             passed.append(issue)
     say("finding solutions")
     qa = _dedupe(_qa(dom.name, passed, pr_fixes(prs), comments, rejected), rejected)
-    qa += feedback_examples(store, dom.name)  # corrections, accepted answers
+    # Corrections and accepted answers pass the same gate; rejections counted per client.
+    feedback_rejected: Counter = Counter()
+    taught = feedback_examples(store, dom.name, feedback_rejected)
+    qa += dedupe_feedback(taught, [e.question for e in qa], feedback_rejected)
     table = table_for(
         [r for _s, r in pairs], store.settings.home / "domains" / dom.name / "labels.json"
     )
@@ -173,6 +176,7 @@ def build(
             "comments": sum(map(len, comments.values())),
         },
         datetime.now(UTC),
+        feedback_rejected,
     )
     files = {
         "manifest.json": card.to_json(manifest),

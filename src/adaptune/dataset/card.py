@@ -1,7 +1,9 @@
 """The manifest and data card of a dataset build: sources, counts, rejections, labels, windows.
 
 The manifest's ``build``, ``tasks`` and ``rejected`` keys are the ``dataset show --json``
-contract that scripts rely on.
+contract that scripts rely on. ``rejected`` counts issues; what feedback taught and what the
+gate refused of it is under ``tasks.qa.feedback``, per client (token), so an operator sees who
+taught what.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from adaptune.dataset.feedback import NO_CLIENT, SOURCE
 from adaptune.dataset.windows import Window
 from adaptune.types import Domain, Example
 
@@ -54,12 +57,17 @@ def manifest(
     version: str,
     inputs: dict[str, int],
     created_at: datetime,
+    feedback_rejected: Counter | None = None,
 ) -> dict[str, Any]:
-    """Where a build came from and what it holds."""
+    """Where a build came from and what it holds.
+
+    ``feedback_rejected`` counts the feedback the gate refused under ``(reason, client)``.
+    """
     summary = {name: _task_summary(rows, windows[name]) for name, rows in tasks.items()}
     summary["triage"]["labels"] = dict(Counter(e.answer for e in tasks["triage"]).most_common())
     sources = Counter(e.solution_source for e in tasks["qa"])
     summary["qa"]["solution_sources"] = dict(sources)
+    summary["qa"]["feedback"] = feedback_summary(tasks["qa"], feedback_rejected or Counter())
     return {
         "build": build_id,
         "domain": domain.name,
@@ -71,6 +79,22 @@ def manifest(
         "tasks": summary,
         "rejected": dict(sorted(rejected.items())),
         "label_table": label_table,
+    }
+
+
+def feedback_summary(qa: list[Example], rejected: Counter) -> dict[str, Any]:
+    """Feedback examples per client, and the gate's rejections by reason and per client."""
+    taught = Counter(e.meta.get("client") or NO_CLIENT for e in qa if e.solution_source == SOURCE)
+    reasons: Counter = Counter()
+    refused: Counter = Counter()
+    for (reason, client), n in rejected.items():
+        reasons[reason] += n
+        refused[client] += n
+    return {
+        "examples": sum(taught.values()),
+        "by_client": dict(sorted(taught.items())),
+        "rejected": dict(sorted(reasons.items())),
+        "rejected_by_client": dict(sorted(refused.items())),
     }
 
 
@@ -125,7 +149,25 @@ def markdown(man: dict[str, Any], tasks: dict[str, list[Example]]) -> str:
         ]
     lines += ["", "## Rejected", ""]
     lines += [f"- {k}: {v}" for k, v in man["rejected"].items()] or ["- none"]
+    lines += _feedback_lines(man["tasks"]["qa"].get("feedback"))
     return "\n".join(lines) + "\n"
+
+
+def _feedback_lines(fb: dict[str, Any] | None) -> list[str]:
+    """The card's feedback section: examples and rejections per client, rejection reasons."""
+    if fb is None:  # a manifest from before feedback was counted
+        return []
+    lines = ["", "## Feedback", "", f"{fb['examples']} qa examples from feedback.", ""]
+    clients = sorted(set(fb["by_client"]) | set(fb["rejected_by_client"]))
+    if clients:
+        lines += ["| client | examples | rejected |", "|---|---|---|"]
+        lines += [
+            f"| {c} | {fb['by_client'].get(c, 0)} | {fb['rejected_by_client'].get(c, 0)} |"
+            for c in clients
+        ]
+        lines.append("")
+    why = ", ".join(f"{k} {v}" for k, v in fb["rejected"].items()) or "none"
+    return [*lines, f"Rejected feedback: {why}"]
 
 
 def to_json(data: Any) -> str:

@@ -7,18 +7,29 @@ so it is not an example. Only each ticket's latest feedback counts: a later rati
 earlier one. The question is built from the ticket like an issue's (same cleaning, same
 scrubbing), the answer is scrubbed like an issue's fix, and ``known_at`` is the feedback's time,
 so the builder puts the example in the window in which it became known.
+
+Feedback is input from whoever holds a token, so it passes the quality gate like every other
+example: the ticket as a question (:func:`~adaptune.dataset.gate.reject_reason`), the answer as
+an answer (:func:`~adaptune.dataset.gate.answer_reject_reason`), and :func:`dedupe_feedback`
+drops near copies (a question that copies an issue's or an earlier ticket's, an answer that
+copies an earlier taught answer: one answer posted on many tickets teaches once). Each rejection
+is counted by reason and client (``(reason, client)`` keys), and each example names its client
+in ``meta["client"]``, so the data card shows who taught what.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from adaptune.dataset.dedupe import has_near_copy, near_duplicate_groups
+from adaptune.dataset.gate import answer_reject_reason, reject_reason
 from adaptune.dataset.scrub import scrub
 from adaptune.dataset.tasks import ANSWER_CHARS, question_text
 from adaptune.store import Store, schema
@@ -28,20 +39,87 @@ log = logging.getLogger(__name__)
 
 SOURCE = "feedback"
 """The ``solution_source`` of every example made here."""
+NO_CLIENT = "none"
+"""How the data card names the client of feedback stored without one (CLI, before 0004)."""
 
 
-def feedback_examples(store: Store, domain: str) -> list[Example]:
-    """The qa examples that the feedback on ``domain``'s tickets teaches, oldest first."""
+def feedback_examples(store: Store, domain: str, rejected: Counter | None = None) -> list[Example]:
+    """The qa examples that the feedback on ``domain``'s tickets teaches, oldest first.
+
+    Feedback whose ticket or answer fails the quality gate is left out and counted in
+    ``rejected`` under ``(reason, client)``: ``question_empty``, ``question_noise``,
+    ``answer_empty``, ``answer_noise`` or ``answer_language``.
+    """
+    rejected = Counter() if rejected is None else rejected
     with store.begin() as conn:
         rows = latest_feedback(conn, domain)
-    out = [ex for row in rows if (ex := feedback_example(domain, row)) is not None]
-    if out:
-        log.info("%s: %d qa examples from feedback", domain, len(out))
+    out = []
+    for row in rows:
+        ex = feedback_example(domain, row)
+        if ex is None:
+            continue
+        reason = gate_reason(domain, row, ex.answer)
+        if reason:
+            rejected[(reason, ex.meta["client"])] += 1
+        else:
+            out.append(ex)
+    if out or rejected:
+        log.info(
+            "%s: %d qa examples from feedback, %d rejected",
+            domain,
+            len(out),
+            sum(rejected.values()),
+        )
     return sorted(out, key=lambda e: (e.known_at, e.id))
 
 
+def gate_reason(domain: str, row: Mapping[str, Any], answer: str) -> str | None:
+    """Why one ticket's feedback may not teach ``answer`` (its scrubbed answer), or ``None``."""
+    reason = reject_reason(_as_issue(domain, row))
+    if reason:
+        return f"question_{reason}"
+    reason = answer_reject_reason(answer)
+    return f"answer_{reason}" if reason else None
+
+
+def dedupe_feedback(
+    examples: Sequence[Example], issue_questions: Sequence[str], rejected: Counter
+) -> list[Example]:
+    """Feedback examples without near copies, the earliest copy kept; drops counted by client.
+
+    ``duplicate_question``: the ticket nearly copies an issue's question (the issue's answer
+    stays) or an earlier ticket's. ``duplicate_answer``: the answer nearly copies one that an
+    earlier ticket's feedback already teaches, so one answer posted on many tickets teaches
+    once.
+    """
+    ordered = sorted(examples, key=lambda e: (e.known_at, e.id))
+    if not ordered:
+        return []
+    copies = (
+        has_near_copy([e.question for e in ordered], issue_questions)
+        if issue_questions
+        else [False] * len(ordered)
+    )
+    by_question = near_duplicate_groups([e.question for e in ordered])
+    by_answer = near_duplicate_groups([e.answer for e in ordered])
+    kept = []
+    for i, ex in enumerate(ordered):
+        if copies[i] or by_question[i] != i:
+            rejected[("duplicate_question", ex.meta["client"])] += 1
+        elif by_answer[i] != i:
+            rejected[("duplicate_answer", ex.meta["client"])] += 1
+        else:
+            kept.append(ex)
+    return kept
+
+
 def latest_feedback(conn: Connection, domain: str) -> list[dict[str, Any]]:
-    """Each ticket of ``domain`` with its latest feedback row, joined (one dict per ticket)."""
+    """Each ticket of ``domain`` with its latest feedback row, joined (one dict per ticket).
+
+    A ticket holds one row per client (a client's later post replaces its own row) and may hold
+    rows of several clients: the latest of them decides, whoever sent it, as in the win rates.
+    One ticket is one question, so it teaches one answer, attributed to that row's client.
+    """
     t, f = schema.tickets, schema.feedback
     query = (
         select(
@@ -53,6 +131,7 @@ def latest_feedback(conn: Connection, domain: str) -> list[dict[str, Any]]:
             f.c.adapter_version,
             f.c.arm,
             f.c.created_at,
+            f.c.client,
             t.c.title,
             t.c.body,
             t.c.labels,
@@ -103,6 +182,7 @@ def feedback_example(domain: str, row: Mapping[str, Any]) -> Example | None:
             "rating": row["rating"],
             "adapter_version": row.get("adapter_version"),
             "arm": row.get("arm"),
+            "client": row.get("client") or NO_CLIENT,
         },
     )
 
@@ -155,4 +235,12 @@ def _as_issue(domain: str, row: Mapping[str, Any]) -> Issue:
     )
 
 
-__all__ = ["SOURCE", "feedback_example", "feedback_examples", "latest_feedback"]
+__all__ = [
+    "NO_CLIENT",
+    "SOURCE",
+    "dedupe_feedback",
+    "feedback_example",
+    "feedback_examples",
+    "gate_reason",
+    "latest_feedback",
+]

@@ -4,6 +4,10 @@ Every rejection has a reason, counted in the data card: ``bot`` (automation acco
 ``stale`` (closed by a stale bot as not planned), ``empty`` (no real text), ``noise`` (tests,
 spam, placeholders), ``no_solution`` (a qa question nobody answered), ``duplicate`` (a near copy
 of an earlier question) and ``heldout_leak`` (a held-out question with a near copy in training).
+
+Feedback from the service passes the same gate: its ticket as a question (:func:`reject_reason`)
+and its corrected or accepted answer as an answer (:func:`answer_reject_reason`: ``empty``,
+``noise``, ``language``), so a fuzzer's ``"0"`` on a ticket titled ``"1"`` teaches nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ _NOISE_TITLES = re.compile(
 )
 MIN_WORDS = 8
 """An issue needs at least this many words in title + body to teach anything."""
+MIN_ANSWER_WORDS = 4
+"""An answer needs at least this many words, and as many different ones (as a solution does)."""
+MIN_WORD_SHARE = 0.5
+"""Share of an answer's whitespace-separated pieces that must hold a word: below it, the text is
+numbers, symbols or a script the gate cannot read, not language to learn."""
 
 
 def is_bot(login: str | None) -> bool:
@@ -65,4 +74,22 @@ def reject_reason(issue: Issue) -> str | None:
         return "empty"
     if _NOISE_TITLES.match(issue.title) and len(_WORD.findall(issue.body or "")) < 2 * MIN_WORDS:
         return "noise"
+    return None
+
+
+def answer_reject_reason(text: str) -> str | None:
+    """Why ``text`` cannot be an answer (``empty``, ``noise``, ``language``), or ``None``.
+
+    ``empty``: fewer than :data:`MIN_ANSWER_WORDS` words (``"0"``, ``"null"``, ``"x"``);
+    ``noise``: fewer different words than that (``"fixed fixed fixed fixed"``); ``language``:
+    less than :data:`MIN_WORD_SHARE` of its pieces hold a word (``"1 2 3 … a b c"``).
+    """
+    words = _WORD.findall(text)
+    if len(words) < MIN_ANSWER_WORDS:
+        return "empty"
+    if len({w.lower() for w in words}) < MIN_ANSWER_WORDS:
+        return "noise"
+    pieces = text.split()
+    if sum(1 for p in pieces if _WORD.search(p)) < MIN_WORD_SHARE * len(pieces):
+        return "language"
     return None

@@ -2,7 +2,9 @@
 
 :func:`render_report` is the entry point. Figures are PNGs inlined as base64 (see ``plots``), the
 CSS is inline, and nothing is fetched from the network, so the file can be mailed or archived.
-Issue texts are user content and are HTML-escaped (Jinja2 autoescape).
+Issue texts are user content: the shared page environment escapes and scrubs every value, and a
+Content-Security-Policy ``<meta>`` tag allows only the template's own (hashed) style block and
+inline images, so even markup that got through could run no script.
 
 The metrics dict. Every key is optional: a missing or ``null`` part renders "not measured".
 ``CI`` is ``[mean, lo, hi]`` (a 95% interval); ``[lo, hi]`` pairs are intervals alone::
@@ -48,9 +50,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from adaptune.evaluate import plots
 from adaptune.evaluate.plots import fmt3, measured
+from adaptune.pages import environment, policy
 
 TEMPLATE = "report.html.j2"
 MAX_SAMPLES = 6
@@ -75,7 +79,13 @@ METRICS = {  # key: (column header, lower is better)
 
 def render_report(metrics: dict[str, Any], out_dir: Path) -> Path:
     """Write ``out_dir/report.html`` (atomically) from an evaluation's metrics; return its path."""
-    html = _environment().get_template(TEMPLATE).render(**build_context(metrics))
+    # The policy travels in a <meta> tag: the file is opened without a server. frame-ancestors
+    # is left out there (browsers ignore it in <meta>).
+    csp = "; ".join(
+        p for p in policy(TEMPLATES, TEMPLATE).split("; ") if not p.startswith("frame-ancestors")
+    )
+    context = {**build_context(metrics), "csp": Markup(csp)}
+    html = _environment().get_template(TEMPLATE).render(**context)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "report.html"
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".report-", suffix=".tmp")
@@ -85,10 +95,13 @@ def render_report(metrics: dict[str, Any], out_dir: Path) -> Path:
     return path
 
 
+TEMPLATES = Path(__file__).parent / "templates"
+
+
 def _environment() -> jinja2.Environment:
-    """Templates next to this module; autoescape everywhere because issue texts are user content."""
-    loader = jinja2.FileSystemLoader(Path(__file__).parent / "templates")
-    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    """The pages' shared environment (:func:`adaptune.pages.environment`): every value escaped
+    and scrubbed of secrets, because issue texts are user content."""
+    env = environment(TEMPLATES, strict=True)
     env.filters["f3"] = fmt3
     env.tests["measured"] = measured
     return env

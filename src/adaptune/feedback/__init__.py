@@ -1,6 +1,8 @@
 """Feedback on served answers: stored per ticket, attributed to the adapter and A/B arm.
 
-:func:`record` stores a rating (and maybe a corrected answer or an accepted resolution);
+:func:`record` stores a rating (and maybe a corrected answer or an accepted resolution), one
+row per ticket and client: a client's later post on a ticket replaces its earlier one, so no
+token can multiply its say on a ticket by posting again;
 :func:`win_rates` turns the ratings into per-arm win rates with Wilson 95 % intervals and the
 candidate-minus-production difference with Newcombe's interval, for ``GET /v1/stats`` and the
 dashboard. The dataset builder turns corrections into training examples.
@@ -12,7 +14,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import IntegrityError
 
 from adaptune.errors import AdaptuneError
 from adaptune.store import Store, schema
@@ -30,9 +33,17 @@ def record(
     rating: str,
     corrected_answer: str | None = None,
     resolved: bool | None = None,
+    *,
+    client: str | None = None,
 ) -> dict[str, Any]:
-    """Store feedback on a ticket's answer; returns the stored row as JSON-ready data."""
-    t, f = schema.tickets, schema.feedback
+    """Store feedback on a ticket's answer; returns the stored row as JSON-ready data.
+
+    ``client`` is who sent it (``token:<name>``). A client has one row per ticket: a later post
+    replaces the earlier row (deleted and inserted anew, so the new row has the highest id and
+    counts as the ticket's latest feedback, for the win rates as for the dataset). Without a
+    client (the CLI, rows from before clients were recorded) every post is a row of its own.
+    """
+    t = schema.tickets
     now = datetime.now(UTC)
     with store.begin() as conn:
         ticket = conn.execute(
@@ -49,9 +60,28 @@ def record(
             "adapter_version": ticket.adapter_version,
             "arm": ticket.arm,
             "created_at": now,
+            "client": client,
         }
-        new_id = conn.execute(f.insert().values(**row)).inserted_primary_key[0]
-    return {**row, "id": int(new_id), "created_at": now.isoformat()}
+        new_id = _replace(conn, row)
+    return {**row, "id": new_id, "created_at": now.isoformat()}
+
+
+def _replace(conn: Connection, row: dict[str, Any]) -> int:
+    """Insert ``row`` in place of its client's earlier row on the ticket; the row's id."""
+    f = schema.feedback
+    if row["client"] is None:
+        return int(conn.execute(f.insert().values(**row)).inserted_primary_key[0])
+    mine = (f.c.ticket_id == row["ticket_id"]) & (f.c.client == row["client"])
+    conn.execute(f.delete().where(mine))
+    try:
+        with conn.begin_nested():
+            return int(conn.execute(f.insert().values(**row)).inserted_primary_key[0])
+    except IntegrityError:
+        # The same client's concurrent post inserted its row after our delete: the unique
+        # index on (ticket, client) refused ours, so ours (the later one) becomes an update.
+        if not conn.execute(f.update().where(mine).values(**row)).rowcount:
+            raise  # not that race (the ticket went away meanwhile)
+        return int(conn.execute(select(f.c.id).where(mine)).scalar_one())
 
 
 def wilson(successes: int, n: int) -> tuple[float, float]:

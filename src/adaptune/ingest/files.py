@@ -1,7 +1,8 @@
 """Reading issue objects from files: JSONL, JSONL.gz, or one JSON array (gzip or not).
 
-Bad lines (malformed JSON, invalid UTF-8, a missing field) are rejected with ``FILE:LINE`` and a
-reason, the good rows are stored; ``strict`` rejects the whole file when any line is bad.
+Bad lines (malformed JSON, invalid UTF-8, a missing field, a number no column holds, ``NaN``)
+are rejected with ``FILE:LINE`` and a reason, the good rows are stored; ``strict`` rejects the
+whole file when any line is bad.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, BinaryIO
 
 from adaptune.errors import IngestError, InputRejected
 from adaptune.ingest.base import Progress, mark_synced, write_batch
-from adaptune.ingest.normalize import RowError, github_issue
+from adaptune.ingest.normalize import RowError, check_numbers, github_issue, load_json
 from adaptune.store import Store
 from adaptune.types import Comment, IngestReport, Issue, Rejection
 
@@ -49,22 +50,31 @@ def iter_objects(path: Path) -> Iterator[tuple[str, Any]]:
 def _iter_lines(path: Path, fh: BinaryIO) -> Iterator[tuple[str, Any]]:
     for lineno, raw in enumerate(fh, start=1):
         where = f"{path}:{lineno}"
-        if not raw.strip():
-            continue
-        try:
-            yield where, json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            yield where, Rejection(where, f"invalid UTF-8 at byte {exc.start}")
-        except json.JSONDecodeError as exc:
-            yield where, Rejection(where, f"malformed JSON ({exc.msg} at column {exc.colno})")
-        except RecursionError:
-            yield where, Rejection(where, "JSON nested too deeply to be an issue")
+        if raw.strip():
+            yield where, _read_line(where, raw)
+
+
+def _read_line(where: str, raw: bytes) -> Any:
+    """One JSON line's value, or the :class:`Rejection` that says why it cannot be read."""
+    try:
+        obj, odd = load_json(raw.decode("utf-8"))
+        if odd:
+            check_numbers(obj)
+    except RowError as exc:
+        return Rejection(where, str(exc))
+    except UnicodeDecodeError as exc:
+        return Rejection(where, f"invalid UTF-8 at byte {exc.start}")
+    except json.JSONDecodeError as exc:
+        return Rejection(where, f"malformed JSON ({exc.msg} at column {exc.colno})")
+    except RecursionError:
+        return Rejection(where, "JSON nested too deeply to be an issue")
+    return obj
 
 
 def _iter_array(path: Path, fh: BinaryIO) -> Iterator[tuple[str, Any]]:
     data = fh.read()
     try:
-        items = json.loads(data.decode("utf-8"))
+        items, odd = load_json(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise IngestError(f"{path}: invalid UTF-8 at byte {exc.start}; nothing stored.") from None
     except json.JSONDecodeError as exc:
@@ -77,7 +87,13 @@ def _iter_array(path: Path, fh: BinaryIO) -> Iterator[tuple[str, Any]]:
     if not isinstance(items, list):
         raise IngestError(f"{path}: expected a JSON array or JSON lines, got an object.")
     for index, item in enumerate(items):
-        yield f"{path}[{index}]", item
+        where = f"{path}[{index}]"
+        try:
+            if odd:
+                check_numbers(item)
+        except RowError as exc:
+            item = Rejection(where, str(exc))
+        yield where, item
 
 
 @dataclass

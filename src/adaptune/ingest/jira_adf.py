@@ -19,7 +19,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from adaptune.ingest.normalize import RowError, cap_body, parse_time
+from adaptune.ingest.normalize import (
+    MAX_INT,
+    RowError,
+    bad_field,
+    cap_body,
+    integer,
+    object_id,
+    parse_time,
+)
 from adaptune.types import Comment, Issue
 
 Node = dict[str, Any]
@@ -239,10 +247,18 @@ def _rich_text(value: Any, field: str) -> str | None:
 
 
 def _split_key(obj: dict[str, Any]) -> tuple[str, str, int]:
+    """``(key, project, number)`` of an issue key such as ``PROJ-7``; the number must fit the
+    store's ``number`` column (it is refused naming ``key`` otherwise)."""
     key = obj.get("key")
+    if key is None:
+        raise RowError("missing field 'key'", "key", "is missing")
     if not isinstance(key, str) or not (m := _KEY.match(key)):
-        raise RowError("missing field 'key'" if key is None else f"bad issue key {key!r:.40}")
-    return key, m.group(1).upper(), int(m.group(2))
+        problem = f"is not an issue key such as PROJ-7: {key!r:.40}"
+        raise RowError(f"bad issue key {key!r:.40}", "key", problem)
+    digits = m.group(2)
+    if len(digits) > len(str(MAX_INT)) or not 1 <= int(digits) <= MAX_INT:
+        raise bad_field("key", f"has a number outside 1 to {MAX_INT}: {key!r:.40}")
+    return key, m.group(1).upper(), int(digits)
 
 
 def _state(fields: dict[str, Any]) -> str:
@@ -281,6 +297,8 @@ def jira_issue(obj: Any, project: str | None = None, base_url: str | None = None
     updated = parse_time(fields.get("updated"), "updated", required=False)
     comments = _obj(fields.get("comment"))
     total = comments.get("total")
+    if total is not None:
+        total = integer(total, "fields.comment.total", minimum=0)
     base = (base_url or _base_of(obj) or "").rstrip("/")
     return Issue(
         source="jira",
@@ -296,7 +314,7 @@ def jira_issue(obj: Any, project: str | None = None, base_url: str | None = None
         state_reason=_name(fields.get("resolution")),
         labels=_labels(fields),
         author=_name(fields.get("reporter"), "displayName"),
-        comments_count=total if isinstance(total, int) else len(_seq(comments.get("comments"))),
+        comments_count=len(_seq(comments.get("comments"))) if total is None else total,
         url=f"{base}/browse/{key}" if base else None,
         issue_type=_name(fields.get("issuetype")),
         raw=obj,
@@ -306,14 +324,15 @@ def jira_issue(obj: Any, project: str | None = None, base_url: str | None = None
 def jira_comment(obj: Any, project: str, issue_number: int) -> Comment:
     """A :class:`Comment` from a Jira comment object (``body`` ADF on v3, a string on v2)."""
     if not isinstance(obj, dict) or obj.get("id") in (None, ""):
-        raise RowError("comment without an 'id'")
+        raise RowError("comment without an 'id'", "id", "is missing")
+    comment_id = object_id(obj["id"])
     created = parse_time(obj.get("created"), "created")
     updated = parse_time(obj.get("updated"), "updated", required=False)
     return Comment(
         source="jira",
         repo=project,
         issue_number=issue_number,
-        comment_id=str(obj["id"]),
+        comment_id=comment_id,
         body=_rich_text(obj.get("body"), "body"),
         created_at=created,  # type: ignore[arg-type]
         updated_at=updated or created,  # type: ignore[arg-type]

@@ -8,6 +8,11 @@ checks over the raw bytes (before any parsing), reading the body as a JSON objec
 as the issue and comment upserts, so a crash never leaves one without the other and a
 re-delivery is a no-op.
 
+Answers: 401/503 for the signature, 400 for a missing or oversized header, 422 for a body that
+is not a usable payload (not UTF-8, not a JSON object, ``NaN``, a number no column holds, an
+invalid repository name) and for a repository no domain holds unless new domains are allowed
+(``ADAPTUNE_WEBHOOK_NEW_DOMAINS``); whatever is refused stores nothing, not even the delivery.
+
 Concurrency: the delivery row is inserted first, so two copies of one delivery serialise on its
 unique key and the loser answers ``duplicate``. The rows a delivery touches are locked
 (``FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time) before the newest-``updated_at``
@@ -32,8 +37,9 @@ from sqlalchemy import Connection, select, tuple_, update
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from adaptune.errors import AdaptuneError, DomainError, StoreError
+from adaptune.ingest.normalize import RowError, check_numbers, load_json
 from adaptune.store import Store, schema
-from adaptune.store.domains import ensure_domain
+from adaptune.store.domains import default_domain_name, domain_of, ensure_domain, repo_problem
 from adaptune.store.issues import upsert_comments, upsert_issues
 from adaptune.types import Comment, Issue
 
@@ -59,6 +65,8 @@ class WebhookResult:
     ``{"detail": "..."}`` on errors."""
     issues: tuple[tuple[str, str, int], ...] = ()
     """``(source, repo, number)`` of each issue inserted or updated, for the similar-issue index."""
+    new_domain: str | None = None
+    """The domain this delivery created (its index and classifier are still to be built)."""
 
 
 class WebhookError(AdaptuneError):
@@ -81,7 +89,8 @@ class Delivery:
     source: str
     """``github`` or ``jira``."""
     key: str
-    """GitHub: ``<hook id>:<delivery id>``; Jira: ``X-Atlassian-Webhook-Identifier``."""
+    """GitHub: ``X-GitHub-Delivery`` (the delivery id alone: the hook id header is not signed);
+    Jira: ``X-Atlassian-Webhook-Identifier``, or ``sha256:<body digest>`` without it."""
     event: str
     """What happened, e.g. ``issues.opened`` or ``jira:issue_updated``."""
     repo: str
@@ -148,22 +157,46 @@ def check_signature(
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or a 400 naming what is wrong with it."""
+    """The body as a JSON object, or a 422 naming what is wrong with it (``NaN``, ``Infinity``
+    and numbers beyond any float or integer conversion are refused naming their field)."""
     if not raw.strip():
-        raise WebhookError(400, "The body is empty; send the event's JSON payload.")
+        raise WebhookError(422, "The body is empty; send the event's JSON payload.")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise WebhookError(400, f"The body is not UTF-8 (byte {exc.start}).") from None
+        raise WebhookError(422, f"The body is not UTF-8 (byte {exc.start}).") from None
     try:
-        payload = json.loads(text)
+        payload, odd = load_json(text)
+        if odd:
+            check_numbers(payload)
+    except RowError as exc:
+        raise row_error("body", exc) from None
     except json.JSONDecodeError as exc:
-        raise WebhookError(400, f"The body is not JSON: {exc.msg} at line {exc.lineno}.") from None
+        raise WebhookError(422, f"The body is not JSON: {exc.msg} at line {exc.lineno}.") from None
     except RecursionError:  # deeply nested arrays or objects: no real payload looks like this
-        raise WebhookError(400, "The body's JSON is nested too deeply.") from None
+        raise WebhookError(422, "The body's JSON is nested too deeply.") from None
     if not isinstance(payload, dict):
-        raise WebhookError(400, f"The body is a JSON {type(payload).__name__}, not an object.")
+        raise WebhookError(422, f"The body is a JSON {type(payload).__name__}, not an object.")
     return payload
+
+
+def row_error(path: str, exc: RowError) -> WebhookError:
+    """A normaliser's complaint about the object at ``path`` as a 422 naming the field
+    (``issue.number: must be from 1 to ...``)."""
+    if exc.field and path == "body":
+        return WebhookError(422, f"{exc.field}: {exc.problem}.")
+    if exc.field:
+        return WebhookError(422, f"{path}.{exc.field}: {exc.problem}.")
+    return WebhookError(422, f"{path}: {exc}.")
+
+
+def check_repo(source: str, repo: str, path: str) -> str:
+    """``repo`` when it is a valid repository name (GitHub) or project key (Jira), else a 422
+    naming ``path``."""
+    problem = repo_problem(source, repo)
+    if problem is not None:
+        raise WebhookError(422, f"{path}: {problem}; nothing was stored.")
+    return repo
 
 
 def dig(obj: Any, path: str) -> Any:
@@ -202,13 +235,24 @@ class _Duplicate(Exception):
     """The delivery key is already recorded."""
 
 
-def deliver(store: Store, delivery: Delivery) -> WebhookResult:
-    """Record ``delivery`` and upsert its rows in one transaction; a re-delivery is a no-op."""
+class _UnknownRepo(Exception):
+    """No domain holds the delivery's repository and new domains are not allowed."""
+
+
+def deliver(store: Store, delivery: Delivery, new_domains: bool = False) -> WebhookResult:
+    """Record ``delivery`` and upsert its rows in one transaction; a re-delivery is a no-op.
+
+    A repository no domain holds gets its own domain only with ``new_domains``; otherwise the
+    delivery is refused (422) and nothing is stored, so that it is taken once an admin has
+    added the repository and the tracker delivers it again.
+    """
     if len(delivery.repo) > MAX_REPO_CHARS:
         return WebhookError(422, f"The repository name is over {MAX_REPO_CHARS} chars.").result()
     for attempt in range(ATTEMPTS):
         try:
-            body, changed = _apply(store, delivery)
+            body, changed, created = _apply(store, delivery, new_domains)
+        except _UnknownRepo:
+            return _unknown(delivery)
         except _Duplicate:
             if _recorded(store, delivery):
                 return _duplicate(delivery)
@@ -229,12 +273,28 @@ def deliver(store: Store, delivery: Delivery) -> WebhookResult:
                 ) from None
         else:
             log.info("webhook %s %s stored (%s)", delivery.source, delivery.event, delivery.key)
-            return WebhookResult(200, body, tuple(changed))
+            return WebhookResult(200, body, tuple(changed), body["domain"] if created else None)
         time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
     return WebhookResult(503, {"detail": "The database stayed busy; deliver the event again."})
 
 
-def _apply(store: Store, d: Delivery) -> tuple[dict[str, Any], list[tuple[str, str, int]]]:
+def _unknown(d: Delivery) -> WebhookResult:
+    """The 422 for a repository no domain holds, saying how to admit it."""
+    source = f"{d.source}:{d.repo}"
+    name = default_domain_name(d.source, d.repo)
+    log.warning("webhook %s %s refused: no domain holds %s", d.source, d.event, source)
+    return WebhookError(
+        422,
+        f"No domain holds {source}, so nothing was stored. Add it with `adaptune domains add "
+        f"{name} --source {source}` (or name an existing domain), or set "
+        "ADAPTUNE_WEBHOOK_NEW_DOMAINS=true to let deliveries create domains; then deliver the "
+        "event again.",
+    ).result()
+
+
+def _apply(
+    store: Store, d: Delivery, new_domains: bool
+) -> tuple[dict[str, Any], list[tuple[str, str, int]], bool]:
     t = schema.webhook_deliveries
     with store.begin() as conn:
         try:
@@ -249,7 +309,12 @@ def _apply(store: Store, d: Delivery) -> tuple[dict[str, Any], list[tuple[str, s
             ).inserted_primary_key[0]
         except IntegrityError:
             raise _Duplicate from None
-        domain = ensure_domain(conn, d.source, d.repo)
+        domain = domain_of(conn, d.source, d.repo)
+        created = domain is None
+        if created and not new_domains:
+            raise _UnknownRepo  # rolls back the delivery row as well
+        if domain is None:
+            domain = ensure_domain(conn, d.source, d.repo)
         _lock(conn, d.issues, d.comments)
         changed, listed = [], []
         for issue in d.issues:
@@ -270,7 +335,7 @@ def _apply(store: Store, d: Delivery) -> tuple[dict[str, Any], list[tuple[str, s
         if d.note:
             body["detail"] = d.note
         conn.execute(update(t).where(t.c.id == row_id).values(outcome=json.dumps(body)))
-    return body, changed
+    return body, changed, created
 
 
 def _lock(conn: Connection, issues: Iterable[Issue], comments: Iterable[Comment]) -> None:
@@ -309,18 +374,28 @@ def _transient(exc: OperationalError) -> bool:
 
 
 def handle_github(
-    store: Store, headers: Mapping[str, str], raw: bytes, secret: str | None
+    store: Store,
+    headers: Mapping[str, str],
+    raw: bytes,
+    secret: str | None,
+    *,
+    new_domains: bool = False,
 ) -> WebhookResult:
     """Verify and store one GitHub delivery (see :mod:`adaptune.ingest.webhooks_github`)."""
     from adaptune.ingest.webhooks_github import handle_github as handle
 
-    return handle(store, headers, raw, secret)
+    return handle(store, headers, raw, secret, new_domains=new_domains)
 
 
 def handle_jira(
-    store: Store, headers: Mapping[str, str], raw: bytes, secret: str | None
+    store: Store,
+    headers: Mapping[str, str],
+    raw: bytes,
+    secret: str | None,
+    *,
+    new_domains: bool = False,
 ) -> WebhookResult:
     """Verify and store one Jira delivery (see :mod:`adaptune.ingest.webhooks_jira`)."""
     from adaptune.ingest.webhooks_jira import handle_jira as handle
 
-    return handle(store, headers, raw, secret)
+    return handle(store, headers, raw, secret, new_domains=new_domains)

@@ -6,6 +6,9 @@ A pull request is stored as an issue row with ``is_pull_request`` and ``merged_a
 what the dataset builder's ``pr_fixes`` reads to link a merged "fixes #N" PR to its issue.
 Deletions (``issues.deleted``, ``issue_comment.deleted``) are recorded but keep the stored rows:
 they were real when they were read, and the training windows are built from history.
+
+A re-delivery is recognised by its ``X-GitHub-Delivery`` id alone: ``X-GitHub-Hook-Id`` is not
+covered by the signature, so anyone replaying a signed body could change it at will.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from adaptune.ingest.webhooks import (
     WebhookError,
     WebhookResult,
     check_key,
+    check_repo,
     check_signature,
     deliver,
     lower_headers,
     need_object,
     need_text,
     parse_object,
+    row_error,
     verify_github_signature,
 )
 from adaptune.store import Store
@@ -41,13 +46,19 @@ EVENTS = ("issues", "issue_comment", "pull_request")
 
 
 def handle_github(
-    store: Store, headers: Mapping[str, str], raw: bytes, secret: str | None
+    store: Store,
+    headers: Mapping[str, str],
+    raw: bytes,
+    secret: str | None,
+    *,
+    new_domains: bool = False,
 ) -> WebhookResult:
     """Verify, parse and store one GitHub delivery; the answer says what happened.
 
     200 ``stored`` / ``duplicate`` / ``pong``; 202 ``ignored`` for events adaptune does not
-    store; 400 or 422 for a bad request (nothing stored), 401 for a missing or wrong
-    ``X-Hub-Signature-256``, 503 when no secret is configured.
+    store; 400 for a missing or oversized header, 422 for a body that cannot be stored or a
+    repository no domain holds (unless ``new_domains``), nothing stored either way; 401 for a
+    missing or wrong ``X-Hub-Signature-256``, 503 when no secret is configured.
     """
     h = lower_headers(headers)
     try:
@@ -68,7 +79,7 @@ def handle_github(
             return WebhookResult(
                 200, {"status": "pong", "event": "ping", "zen": payload.get("zen")}
             )
-        return deliver(store, _delivery(h, event, payload))
+        return deliver(store, _delivery(h, event, payload), new_domains)
     except WebhookError as exc:
         return exc.result()
 
@@ -79,17 +90,18 @@ def _ignored(event: str) -> WebhookResult:
 
 
 def _delivery_key(h: Mapping[str, str]) -> str:
+    """The ``X-GitHub-Delivery`` id: GitHub keeps it when a delivery is redelivered, and it
+    is the key alone (migration 0004 rewrote the older ``<hook id>:<delivery id>`` keys)."""
     delivery = h.get("x-github-delivery", "").strip()
     if not delivery:
         raise WebhookError(400, "The X-GitHub-Delivery header is missing.")
-    hook = h.get("x-github-hook-id", "").strip() or "-"
-    return check_key(f"{hook}:{delivery}", "X-GitHub-Delivery")
+    return check_key(delivery, "X-GitHub-Delivery")
 
 
 def _delivery(h: Mapping[str, str], event: str, payload: dict[str, Any]) -> Delivery:
     key = _delivery_key(h)
     action = need_text(payload, "action")
-    repo = need_text(payload, "repository.full_name")
+    repo = check_repo("github", need_text(payload, "repository.full_name"), "repository.full_name")
     name = f"{event}.{action}"
     if event == "pull_request":
         return Delivery("github", key, name, repo, issues=[_pull_request(payload, repo)])
@@ -117,4 +129,4 @@ def _convert(convert: Any, path: str, obj: dict[str, Any], *args: Any) -> Any:
     try:
         return convert(obj, *args)
     except RowError as exc:
-        raise WebhookError(422, f"{path}: {exc}.") from None
+        raise row_error(path, exc) from None

@@ -21,6 +21,7 @@ from adaptune.ingest.webhooks import (
     WebhookError,
     WebhookResult,
     check_key,
+    check_repo,
     check_signature,
     deliver,
     dig,
@@ -28,6 +29,7 @@ from adaptune.ingest.webhooks import (
     need_object,
     need_text,
     parse_object,
+    row_error,
     verify_jira_signature,
 )
 from adaptune.store import Store
@@ -43,13 +45,19 @@ DELETE_EVENTS = ("jira:issue_deleted", "comment_deleted")
 
 
 def handle_jira(
-    store: Store, headers: Mapping[str, str], raw: bytes, secret: str | None
+    store: Store,
+    headers: Mapping[str, str],
+    raw: bytes,
+    secret: str | None,
+    *,
+    new_domains: bool = False,
 ) -> WebhookResult:
     """Verify, parse and store one Jira delivery; the answer says what happened.
 
-    200 ``stored`` / ``duplicate``; 202 ``ignored`` for other events; 400 or 422 for a bad
-    request (nothing stored), 401 for a missing or wrong ``X-Hub-Signature``, 503 when no
-    secret is configured.
+    200 ``stored`` / ``duplicate``; 202 ``ignored`` for other events; 400 for an oversized
+    ``X-Atlassian-Webhook-Identifier``, 422 for a body that cannot be stored or a project no
+    domain holds (unless ``new_domains``), nothing stored either way; 401 for a missing or
+    wrong ``X-Hub-Signature``, 503 when no secret is configured.
     """
     h = lower_headers(headers)
     try:
@@ -66,7 +74,7 @@ def handle_jira(
             detail = "adaptune stores Jira issue and comment events only."
             body = {"status": "ignored", "event": event[:100], "detail": detail}
             return WebhookResult(202, body)
-        return deliver(store, _delivery(_key(h, raw), event, payload))
+        return deliver(store, _delivery(_key(h, raw), event, payload), new_domains)
     except WebhookError as exc:
         return exc.result()
 
@@ -86,9 +94,12 @@ def _delivery(key: str, event: str, payload: dict[str, Any]) -> Delivery:
     try:
         issue_key, prefix, number = _split_key(obj)
     except RowError as exc:
-        raise WebhookError(422, f"issue: {exc}.") from None
+        raise row_error("issue", exc) from None
     project = dig(obj, "fields.project.key")
-    project = project if isinstance(project, str) and project else prefix
+    if isinstance(project, str) and project:
+        check_repo("jira", project, "issue.fields.project.key")
+    else:
+        project = check_repo("jira", prefix, "issue.key")
     if event in DELETE_EVENTS:
         note = f"{event} is recorded; the stored rows of {issue_key} are kept."
         return Delivery("jira", key, event, project, note=note)
@@ -97,13 +108,13 @@ def _delivery(key: str, event: str, payload: dict[str, Any]) -> Delivery:
         try:
             issues.append(jira_issue(obj, project=project))
         except RowError as exc:
-            raise WebhookError(422, f"issue: {exc}.") from None
+            raise row_error("issue", exc) from None
     comments = _embedded(obj, project, number)
     if event in COMMENT_EVENTS or "comment" in payload:
         try:
             comments.append(jira_comment(need_object(payload, "comment"), project, number))
         except RowError as exc:
-            raise WebhookError(422, f"comment: {exc}.") from None
+            raise row_error("comment", exc) from None
     return Delivery("jira", key, event, project, issues=issues, comments=comments)
 
 

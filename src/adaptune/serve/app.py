@@ -17,11 +17,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adaptune import __version__
 from adaptune.errors import AdaptuneError, ConfigError, DomainError, StoreError
+from adaptune.serve.auth import LoginRequired
 from adaptune.serve.settings import ServeSettings, serve_settings
 from adaptune.serve.state import ServiceState
 from adaptune.store import Store
@@ -65,6 +67,41 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+DEFAULT_CSP = b"default-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+"""The policy of every response that does not bring its own (JSON, text, errors)."""
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: every response gets ``nosniff``, no framing, no referrer, and a
+    Content-Security-Policy (the strict default unless the page set its own)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                names = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                if b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", DEFAULT_CSP))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 async def _too_large(send: Any, limit: int) -> None:
@@ -119,6 +156,27 @@ def _install_handlers(app: FastAPI) -> None:
             status_code=503,
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        detail: Any = exc.detail
+        status = exc.status_code
+        if status == 400 and detail == "There was an error parsing the body":
+            # FastAPI's own answer to a body it cannot decode: the API documents 422 for that.
+            status, detail = 422, "body: the body is not valid JSON in UTF-8."
+        if status == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> HTMLResponse:
+        from adaptune.serve.dashboard import login_page
+
+        message = None if request.headers.get("authorization") is None else str(exc.detail)
+        response = login_page(message, status=401)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
     @app.exception_handler(AdaptuneError)
     async def known(request: Request, exc: AdaptuneError) -> JSONResponse:
         status = _status_of(exc)
@@ -136,6 +194,21 @@ def _install_handlers(app: FastAPI) -> None:
         metrics.requests.labels(name, request.method, str(response.status_code)).inc()
         metrics.latency.labels(name).observe(time.perf_counter() - started)
         return response
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers at the request's path (for ``Allow``)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def create_app(
@@ -166,8 +239,11 @@ def create_app(
         description="Answers, triage and similar issues for tickets; signed tracker webhooks; "
         "feedback; adapters and training jobs.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = state
+    _install_docs(app)
     for module in (ops, tickets, admin, webhooks, dashboard):
         app.include_router(module.router)
     _install_handlers(app)
@@ -181,7 +257,50 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     return app
+
+
+DOCS_ASSETS = (
+    "script-src https://cdn.jsdelivr.net",
+    "style-src https://cdn.jsdelivr.net https://fonts.googleapis.com 'unsafe-inline'",
+    "font-src https://fonts.gstatic.com",
+    "img-src https://fastapi.tiangolo.com https://cdn.redoc.ly data:",
+    "connect-src 'self'",
+    "worker-src blob:",
+)
+"""What the interactive API pages load: FastAPI's Swagger UI and ReDoc from their CDN. Their
+inline scripts are FastAPI's own, hashed when the app is built; they show no stored data, so
+their styles may be inline (the libraries inject them)."""
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs``, ``/docs/oauth2-redirect`` and ``/redoc`` with policies hashed from their HTML."""
+    from fastapi.openapi.docs import (
+        get_redoc_html,
+        get_swagger_ui_html,
+        get_swagger_ui_oauth2_redirect_html,
+    )
+
+    from adaptune.pages import policy_for
+
+    pages = {
+        "/docs": get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+        ),
+        "/docs/oauth2-redirect": get_swagger_ui_oauth2_redirect_html(),
+        "/redoc": get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc"),
+    }
+    for path, built in pages.items():
+        body = bytes(built.body)
+        csp = policy_for(body.decode("utf-8"), DOCS_ASSETS)
+
+        async def show(body: bytes = body, csp: str = csp) -> HTMLResponse:
+            return HTMLResponse(body, headers={"Content-Security-Policy": csp})
+
+        app.add_api_route(path, show, methods=["GET"], include_in_schema=False)
 
 
 def _warm(state: ServiceState) -> None:

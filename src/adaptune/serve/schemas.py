@@ -1,4 +1,8 @@
-"""Request and response bodies of the HTTP API (they make the OpenAPI schema)."""
+"""Request and response bodies of the HTTP API (they make the OpenAPI schema).
+
+Request bodies are strict: ``0`` is not ``false``, ``"3"`` is not ``3``, ``NaN`` and
+``Infinity`` are not numbers, unknown fields are refused; each is a 422 naming the field.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class TicketIn(BaseModel):
     """A ticket to answer."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     title: str = Field(min_length=1, max_length=1_000, description="The ticket's title.")
     body: str = Field("", max_length=200_000, description="The ticket's text (markdown).")
@@ -73,7 +77,7 @@ class TicketOut(BaseModel):
 class FeedbackIn(BaseModel):
     """A rating of a ticket's answer."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     rating: Literal["up", "down"]
     corrected_answer: str | None = Field(None, min_length=1, max_length=20_000)
@@ -97,7 +101,7 @@ class FeedbackOut(BaseModel):
 class TrainJobIn(BaseModel):
     """A training job to queue."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     domain: str | None = Field(None, max_length=100)
     max_steps: int | None = Field(None, ge=1, le=100_000)
@@ -129,7 +133,7 @@ class JobOut(BaseModel):
 class RollbackIn(BaseModel):
     """Which domain to roll back."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     domain: str | None = Field(None, max_length=100)
 

@@ -22,7 +22,10 @@ class ServeSettings(BaseModel):
         None, description="ADAPTUNE_API_TOKEN: bearer token with every scope (write, admin)."
     )
     open_reads: bool = Field(
-        True, description="ADAPTUNE_OPEN_READS: GET endpoints answer without a token."
+        False,
+        description="ADAPTUNE_OPEN_READS: GET endpoints answer without a token (off by default: "
+        "reads need a token with the read scope, the dashboard a log-in; a token that is sent "
+        "and wrong is refused either way).",
     )
     github_webhook_secret: SecretStr | None = Field(
         None, description="ADAPTUNE_GITHUB_WEBHOOK_SECRET: HMAC key of GitHub deliveries."

@@ -215,4 +215,13 @@ def recent(state: Any, domain: str, limit: int = 10) -> list[dict[str, Any]]:
             .mappings()
             .all()
         )
-    return [{**_shape(dict(r)), "title": r["title"]} for r in rows]
+    from adaptune.feedback import ticket_feedback
+
+    return [
+        {
+            **_shape(dict(r)),
+            "title": r["title"],
+            "feedback": ticket_feedback(state.store, r["id"]),
+        }
+        for r in rows
+    ]

@@ -101,6 +101,18 @@ def lookup(store: Store, token: str) -> TokenInfo | None:
     return TokenInfo(row.name, frozenset(json.loads(row.scopes))) if row else None
 
 
+def lookup_digest(store: Store, token_sha256: str) -> TokenInfo | None:
+    """The active stored token whose digest is ``token_sha256`` (a login session's token)."""
+    t = schema.api_tokens
+    with store.begin() as conn:
+        row = conn.execute(
+            select(t.c.name, t.c.scopes).where(
+                t.c.token_sha256 == token_sha256, t.c.revoked_at.is_(None)
+            )
+        ).first()
+    return TokenInfo(row.name, frozenset(json.loads(row.scopes))) if row else None
+
+
 def has_tokens(store: Store) -> bool:
     """Whether any active token exists in the database."""
     t = schema.api_tokens

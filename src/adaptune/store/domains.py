@@ -2,6 +2,7 @@
 
 By default each repo or Jira project becomes its own domain the first time it is ingested,
 named after the repo (``vllm`` for ``github:vllm-project/vllm``, ``proj`` for ``jira:PROJ``).
+Repository names and project keys are checked (:func:`repo_problem`) before they are stored.
 """
 
 from __future__ import annotations
@@ -16,6 +17,27 @@ from adaptune.store import schema
 from adaptune.types import Domain
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+# GitHub: owner (user or organisation) / repository, ASCII letters, digits, '-', '_', '.'.
+_GITHUB_REPO = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
+# Jira project keys: an upper-case letter, then upper-case letters, digits or '_'.
+_JIRA_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,99}")
+
+
+def repo_problem(source: str, repo: str) -> str | None:
+    """What is wrong with ``repo`` as a repository of ``source``, or ``None`` when it is valid:
+    ``OWNER/REPO`` of ASCII letters, digits, ``-``, ``_`` and ``.`` (no ``.`` or ``..`` part)
+    for GitHub, a project key such as ``PROJ`` for Jira."""
+    shown = repo if len(repo) <= 100 else f"{repo[:100]}..."
+    if source == "github":
+        parts = repo.split("/")
+        if not _GITHUB_REPO.fullmatch(repo) or any(p in (".", "..") for p in parts):
+            return f"'{shown}' is not a GitHub repository: write OWNER/REPO"
+        return None
+    if source == "jira":
+        if not _JIRA_KEY.fullmatch(repo):
+            return f"'{shown}' is not a Jira project key: write it as Jira does, e.g. PROJ"
+        return None
+    return f"'{source}' is not a source: github or jira"
 
 
 def default_domain_name(source: str, repo: str) -> str:
@@ -30,8 +52,8 @@ def parse_source(text: str) -> tuple[str, str]:
     source, sep, repo = text.partition(":")
     if not sep or source not in ("github", "jira") or not repo:
         raise DomainError(f"'{text}' is not a source; write github:OWNER/REPO or jira:PROJECT.")
-    if source == "github" and not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
-        raise DomainError(f"'{repo}' is not a GitHub repository; write OWNER/REPO.")
+    if (problem := repo_problem(source, repo)) is not None:
+        raise DomainError(f"{problem}.")
     return source, repo
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from adaptune.serve.auth import require
+from adaptune.serve.public import public
 from adaptune.serve.routes.tickets import ERRORS
 from adaptune.serve.schemas import JobOut, RollbackIn, TrainJobIn
 
@@ -22,7 +23,7 @@ async def list_adapters(request: Request, domain: str | None = Query(None)) -> l
 
     store = request.app.state.service.store
     versions = await run_in_threadpool(list_versions, store, domain)
-    return [v.summary() for v in versions]
+    return public([v.summary() for v in versions])
 
 
 def _after_promotion(state: Any, rec: Any, event: str) -> None:
@@ -70,7 +71,7 @@ async def promote_adapter(
     rec = await run_in_threadpool(promote, state.store, version, alias)
     event = "adapter.promoted" if alias == "production" else "adapter.candidate"
     await run_in_threadpool(_after_promotion, state, rec, event)
-    return rec.summary()
+    return public(rec.summary())
 
 
 @router.post("/adapters/rollback", responses=ERRORS, dependencies=[Depends(require("admin"))])
@@ -81,14 +82,27 @@ async def rollback_adapter(request: Request, body: RollbackIn | None = None) -> 
     state = request.app.state.service
     rec = await run_in_threadpool(rollback, state.store, body.domain if body else None)
     await run_in_threadpool(_after_promotion, state, rec, "adapter.rollback")
-    return rec.summary()
+    return public(rec.summary())
 
 
 @router.post(
     "/jobs/train",
     response_model=JobOut,
     status_code=202,
-    responses=ERRORS,
+    operation_id="queue_training",
+    responses={
+        **ERRORS,
+        202: {
+            "description": "The queued (or identical running) job.",
+            "links": {
+                "GetJob": {
+                    "operationId": "get_job",
+                    "parameters": {"job_id": "$response.body#/id"},
+                    "description": "The job's state, result or error.",
+                }
+            },
+        },
+    },
     dependencies=[Depends(require("admin"))],
 )
 async def queue_training(request: Request, body: TrainJobIn | None = None) -> dict:
@@ -102,7 +116,7 @@ async def queue_training(request: Request, body: TrainJobIn | None = None) -> di
     domain = await run_in_threadpool(route, state, body.domain, None)
     payload = body.model_dump(exclude_none=True, exclude={"domain"})
     job = await run_in_threadpool(enqueue, state.store, "train", domain, payload, "api", 3, True)
-    return job.to_dict()
+    return public(job.to_dict())
 
 
 @router.get("/jobs", responses=ERRORS, dependencies=[Depends(require("read"))])
@@ -113,12 +127,13 @@ async def list_jobs_route(
     from adaptune.jobs import list_jobs
 
     jobs = await run_in_threadpool(list_jobs, request.app.state.service.store, domain, None, limit)
-    return [JobOut(**j.to_dict()) for j in jobs]
+    return [JobOut(**public(j.to_dict())) for j in jobs]
 
 
 @router.get(
     "/jobs/{job_id}",
     response_model=JobOut,
+    operation_id="get_job",
     responses=ERRORS,
     dependencies=[Depends(require("read"))],
 )
@@ -129,7 +144,7 @@ async def get_job_route(job_id: str, request: Request) -> dict:
     job = await run_in_threadpool(get_job, request.app.state.service.store, job_id)
     if job is None:
         raise HTTPException(404, f"No job {job_id}.")
-    return job.to_dict()
+    return public(job.to_dict())
 
 
 @router.get("/stats", responses=ERRORS, dependencies=[Depends(require("read"))])
@@ -154,4 +169,4 @@ async def stats(request: Request, domain: str | None = Query(None)) -> dict:
             "queue": queue_depth(state.store),
         }
 
-    return await run_in_threadpool(gather)
+    return public(await run_in_threadpool(gather))

@@ -2,7 +2,10 @@
 
 The raw body is handed to the ingest stage's handlers, which check the HMAC signature before
 parsing anything, record the delivery and store the issue in one transaction. Stored issues are
-then added to the domain's similar-issue index.
+then added to the domain's similar-issue index. A repository no domain holds is refused (422)
+unless ``ADAPTUNE_WEBHOOK_NEW_DOMAINS`` is on; a domain a delivery creates gets its index and
+triage classifier built in the background (with ``ADAPTUNE_WARM``, as at start-up), and never
+makes ``/readyz`` answer 503.
 """
 
 from __future__ import annotations
@@ -20,6 +23,16 @@ DOC = {
         "content": {"application/json": {"schema": {"type": "object"}}},
     }
 }
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A delivery header is missing or too long; nothing stored."},
+    401: {"description": "The signature is missing or wrong."},
+    413: {"description": "The body is over ADAPTUNE_MAX_BODY_BYTES."},
+    422: {
+        "description": "The body is not a usable payload, or no domain holds its repository "
+        "(see ADAPTUNE_WEBHOOK_NEW_DOMAINS); nothing stored."
+    },
+    503: {"description": "No webhook secret is configured, or the database stayed busy."},
+}
 
 
 async def _deliver(request: Request, source: str) -> JSONResponse:
@@ -35,22 +48,31 @@ async def _deliver(request: Request, source: str) -> JSONResponse:
         secret = settings.jira_webhook_secret
         handler = handle_jira
     key = secret.get_secret_value() if secret else None
-    result = await run_in_threadpool(handler, state.store, dict(request.headers), raw, key)
+    result = await run_in_threadpool(
+        handler,
+        state.store,
+        dict(request.headers),
+        raw,
+        key,
+        new_domains=settings.webhook_new_domains,
+    )
     state.metrics.webhooks.labels(source, str(result.status)).inc()
     domain = result.body.get("domain") if isinstance(result.body, dict) else None
     if result.issues and domain:
         await run_in_threadpool(state.update_index, list(result.issues), domain)
+    if result.new_domain and settings.warm:
+        state.build_in_background(result.new_domain)
     return JSONResponse(result.body, status_code=result.status)
 
 
-@router.post("/github", openapi_extra=DOC, responses={401: {}, 413: {}, 422: {}, 503: {}})
+@router.post("/github", openapi_extra=DOC, responses=RESPONSES)
 async def github(request: Request) -> JSONResponse:
     """A GitHub webhook delivery (``issues``, ``issue_comment``, ``pull_request``), signed with
     ``X-Hub-Signature-256``; a re-delivery of the same ``X-GitHub-Delivery`` is a no-op."""
     return await _deliver(request, "github")
 
 
-@router.post("/jira", openapi_extra=DOC, responses={401: {}, 413: {}, 422: {}, 503: {}})
+@router.post("/jira", openapi_extra=DOC, responses=RESPONSES)
 async def jira(request: Request) -> JSONResponse:
     """A Jira webhook delivery signed with ``X-Hub-Signature``; re-deliveries keep the same
     ``X-Atlassian-Webhook-Identifier`` and are no-ops."""
