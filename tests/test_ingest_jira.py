@@ -330,14 +330,23 @@ def test_adf_to_text(node: Any, text: str) -> None:
 
 
 def test_adf_to_text_survives_absurd_nesting() -> None:
-    root: dict[str, Any] = doc()
-    node = root
-    for _ in range(5000):
-        child: dict[str, Any] = {"type": "blockquote", "content": []}
-        node["content"].append(child)
-        node = child
-    node["content"].append(p(t("deep")))
-    assert isinstance(adf_to_text(root), str)
+    from adaptune.ingest.jira_adf import MAX_DEPTH
+
+    def quotes(levels: int) -> dict[str, Any]:
+        root: dict[str, Any] = doc()
+        node = root
+        for _ in range(levels):
+            child: dict[str, Any] = {"type": "blockquote", "content": []}
+            node["content"].append(child)
+            node = child
+        node["content"].append(p(t("deep")))
+        return root
+
+    # within the limit every level is kept; past it the levels below are cut off, without a
+    # RecursionError, leaving only the quote marks of the levels above the cut
+    assert adf_to_text(quotes(MAX_DEPTH - 1)) == "> " * (MAX_DEPTH - 1) + "deep"
+    cut = adf_to_text(quotes(5000))
+    assert "deep" not in cut and set(cut) <= {">", " "} and cut.count(">") <= MAX_DEPTH
 
 
 # --- mapping -----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from adaptune.dataset.parse.environment import Environment, parse_environment, summary
 from adaptune.dataset.parse.links import IssueRef, duplicate_of, fixed_issues
+from adaptune.dataset.parse.models import _FAMILIES as FAMILIES
 from adaptune.dataset.parse.models import find_models
 from adaptune.dataset.parse.sections import (
     clean_body,
@@ -542,20 +543,146 @@ def test_duplicate_of(text: str, ref: IssueRef | None) -> None:
 
 # --- robustness -----------------------------------------------------------------------------
 
-PARSERS = (
-    strip_html_comments,
-    split_sections,
-    clean_body,
-    find_tracebacks,
-    error_signature,
-    normalise_message,
-    lambda t: cut_log(t, 200),
-    parse_environment,
-    lambda t: summary(parse_environment(t)),
-    find_models,
-    lambda t: fixed_issues(t, REPO),
-    lambda t: duplicate_of(t, REPO),
+NATIVE_CRASHES = {
+    "Segmentation fault",
+    "Illegal instruction",
+    "Bus error",
+    "Floating point exception",
+}
+"""Crash kinds named after the signal, which the text may only give as ``SIGSEGV`` and the like."""
+HEADING_LINE = re.compile(r"^ {0,3}#{1,3}[ \t]+\S")
+NO_RESPONSE = re.compile(r"\s*_No response_\s*", re.IGNORECASE)
+CUT_MARK = re.compile(r"\n\[\.\.\. ([\d,]+) characters cut \.\.\.\]\n")
+
+
+def flat(text: str) -> str:
+    """``text`` with the line breaks the parsers read it with."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def without_comments(text: str) -> str:
+    """The oracle: from each ``<!--``, up to the first ``-->`` after it, goes."""
+    kept, pos = [], 0
+    while (start := text.find("<!--", pos)) >= 0 and (end := text.find("-->", start + 4)) >= 0:
+        kept.append(text[pos:start])
+        pos = end + 3
+    return "".join(kept) + text[pos:]
+
+
+def comments_go_and_nothing_else(text: str) -> None:
+    """Every complete comment goes, an unterminated one stays, and nothing else changes."""
+    assert strip_html_comments(text) == without_comments(text)
+
+
+def sections_keep_every_line(text: str) -> None:
+    """Every line lands in a section (headings become keys, ``_No response_`` goes), and a
+    section holds nothing that is not a line of the text."""
+    sections = split_sections(text)
+    source = flat(strip_html_comments(text)).split("\n")
+    kept = {line.strip() for value in sections.values() for line in value.split("\n")}
+    assert kept - {""} <= {line.strip() for line in source}
+    for line in source:
+        if line.strip() and not HEADING_LINE.match(line) and not NO_RESPONSE.fullmatch(line):
+            assert line.strip() in kept, line
+    for key, value in sections.items():
+        assert key and key == heading_key(key) and value == value.strip()
+
+
+def clean_body_keeps_only_lines_of_the_text(text: str) -> None:
+    """A cleaned body is lines of the text, without blank-line runs, and cleaning it again
+    changes nothing."""
+    out = clean_body(text)
+    source = {line.strip() for line in flat(strip_html_comments(text)).split("\n")}
+    assert {line.strip() for line in out.split("\n")} - {""} <= source
+    assert out == out.strip() and "\n\n\n" not in out
+    assert clean_body(out) == out
+
+
+def tracebacks_come_from_the_text(text: str) -> None:
+    """Types, messages and frames are read from the text; a signature exactly when a failure."""
+    found = find_tracebacks(text)
+    source = flat(text)
+    assert len(set(found)) == len(found)
+    for tb in found:
+        assert tb.exc_type in source or tb.exc_type in NATIVE_CRASHES, tb
+        assert tb.message in source, tb
+        for frame in tb.frames:
+            assert frame.file in source and frame.func in source, frame
+    signature = error_signature(text)
+    assert (signature is None) == (not found)
+    assert signature is None or "\n" not in signature
+
+
+def messages_normalise_to_one_short_line(text: str) -> None:
+    out = normalise_message(text)
+    assert len(out) <= 300 and "\n" not in out and "  " not in out
+
+
+def cut_logs_fit_and_account_for_every_character(text: str) -> None:
+    """A long log is cut to the budget; kept pieces are the text's, and kept plus the counts
+    the marks announce is the whole text."""
+    out = cut_log(text, 200)
+    if len(text) <= 200:
+        assert out == text
+        return
+    assert len(out) <= 200
+    pieces, cuts = CUT_MARK.split(out)[::2], CUT_MARK.findall(out)
+    assert cuts and all(piece in flat(text) for piece in pieces)
+    assert sum(map(len, pieces)) + sum(int(n.replace(",", "")) for n in cuts) == len(flat(text))
+
+
+def environment_is_read_from_the_text(text: str) -> None:
+    """Every version, GPU and OS is written in the text; the summary is empty only when the
+    environment is, and names what is known."""
+    env = parse_environment(text)
+    source = flat(text)
+    for value in (env.python, env.torch, *env.gpus):
+        assert value is None or value in source, value
+    assert env.os is None or env.os in source or env.os in flat(strip_html_comments(text))
+    assert env.cuda is None or env.cuda in source or f"cu{env.cuda.replace('.', '')}" in env.torch
+    for version in env.project_versions.values():
+        assert version.removeprefix("b") in source, version  # llama.cpp builds read b1234
+    line = summary(env)
+    assert (line == "") == (env == Environment())
+    assert all(value in line for value in (env.python, env.torch, env.cuda, env.os) if value)
+
+
+def models_are_named_in_the_text(text: str) -> None:
+    """Ids are spelt as in the text, families come from a word of it, none twice."""
+    found = find_models(text)
+    assert len({m.lower() for m in found}) == len(found)
+    for model in found:
+        if "/" in model:
+            assert model in text
+        else:
+            assert any(k in text.lower() for k, v in FAMILIES.items() if v == model), model
+
+
+def links_name_numbers_written_in_the_text(text: str) -> None:
+    """Linked issues are numbers of the text, after a keyword it holds, each once."""
+    refs = fixed_issues(text, REPO)
+    assert len(set(refs)) == len(refs)
+    if not re.search(r"fix|close|resolve", text, re.IGNORECASE):
+        assert refs == ()
+    dup = duplicate_of(text, REPO)
+    assert dup is None or "duplicate" in text.lower()
+    for ref in (*refs, dup):
+        if ref:
+            assert str(ref.number) in text and (ref.repo == REPO or ref.repo in text), ref
+
+
+CONTRACTS = (
+    comments_go_and_nothing_else,
+    sections_keep_every_line,
+    clean_body_keeps_only_lines_of_the_text,
+    tracebacks_come_from_the_text,
+    messages_normalise_to_one_short_line,
+    cut_logs_fit_and_account_for_every_character,
+    environment_is_read_from_the_text,
+    models_are_named_in_the_text,
+    links_name_numbers_written_in_the_text,
 )
+"""What each parser promises about any text; ``test_reliability_fuzz`` checks them too."""
 FRAGMENTS = st.sampled_from(
     [
         "Traceback (most recent call last):\n",
@@ -579,11 +706,11 @@ FRAGMENTS = st.sampled_from(
 TEXTS = st.one_of(st.text(), st.lists(st.one_of(FRAGMENTS, st.text(max_size=8))).map("".join))
 
 
+@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.__name__)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(TEXTS)
-def test_parsers_never_raise(text: str) -> None:
-    for parser in PARSERS:
-        parser(text)
+@given(text=TEXTS)
+def test_parsers_keep_their_contract_on_any_text(contract, text: str) -> None:
+    contract(text)
 
 
 # --- the real data --------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,7 +58,13 @@ def real_examples() -> list[Example]:
     ]
 
 
-def test_default_model_caches_formats_and_trains(workspace: Path, tmp_path: Path) -> None:
+def _no_conversion(folder: Path) -> None:
+    raise AssertionError("the GGUF was converted again instead of reading the cached copy")
+
+
+def test_default_model_caches_formats_and_trains(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model, tokenizer, info = load_base(None, workspace)
     cache = workspace / "models" / DEFAULT_ID
     assert info.id == DEFAULT_ID and info.path == str(cache) and len(info.sha256) == 64
@@ -67,11 +72,12 @@ def test_default_model_caches_formats_and_trains(workspace: Path, tmp_path: Path
     assert type(model).__name__ == "LlamaForCausalLM" and info.dtype == "torch.float32"
     assert "<|im_start|>" in tokenizer.chat_template and tokenizer.pad_token is not None
 
-    stamp = (cache / INFO_FILE).stat().st_mtime_ns
-    started = time.perf_counter()
+    stamps = [(cache / name).stat().st_mtime_ns for name in (INFO_FILE, "model.safetensors")]
+    # from here on (the second load, and train's own load) only the cached copy may be read
+    monkeypatch.setattr("adaptune.train.model._write_default", _no_conversion)
     _, _, again = load_base(None, workspace)
-    assert again.sha256 == info.sha256 and (cache / INFO_FILE).stat().st_mtime_ns == stamp
-    assert time.perf_counter() - started < 15  # the GGUF conversion alone takes ~20 s
+    assert again.sha256 == info.sha256
+    assert [(cache / n).stat().st_mtime_ns for n in (INFO_FILE, "model.safetensors")] == stamps
 
     enc = encode_example(tokenizer, real_examples()[0], 512)
     answer = tokenizer.decode([i for i in enc.labels if i != IGNORE])

@@ -1,17 +1,23 @@
 """Where adaptune keeps its state: one workspace directory and one database URL.
 
 ``ADAPTUNE_HOME`` (default ``./.adaptune``) holds the SQLite database, adapters and reports;
-``ADAPTUNE_DATABASE_URL`` replaces the SQLite file with another database (PostgreSQL).
+``ADAPTUNE_DATABASE_URL`` replaces the SQLite file with another database (PostgreSQL). The
+workspace is private to its owner (mode 0700): it holds raw issues and what was learnt from them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from adaptune.errors import ConfigError
+
+log = logging.getLogger(__name__)
+HOME_MODE = 0o700
 
 
 class Settings(BaseModel):
@@ -31,7 +37,10 @@ class Settings(BaseModel):
 
 
 def load_settings(home: str | Path | None = None, database_url: str | None = None) -> Settings:
-    """Resolve settings from arguments, then the environment, then defaults."""
+    """Resolve settings from arguments, then the environment, then defaults.
+
+    The workspace folder is created (or tightened) owner-only on the way: see :func:`ensure_home`.
+    """
     raw_home = home or os.environ.get("ADAPTUNE_HOME") or ".adaptune"
     path = Path(raw_home).expanduser().resolve()
     if path.exists() and not path.is_dir():
@@ -39,4 +48,43 @@ def load_settings(home: str | Path | None = None, database_url: str | None = Non
     url = database_url or os.environ.get("ADAPTUNE_DATABASE_URL") or ""
     if not url:
         url = f"sqlite:///{path / 'adaptune.db'}"
+    ensure_home(path)
     return Settings(home=path, database_url=url)
+
+
+def ensure_home(path: Path) -> Path:
+    """Create the workspace folder with mode 0700, or tighten an existing one to owner-only.
+
+    Its subfolders (adapters, datasets, reports...) are then out of others' reach whatever the
+    umask gave them. A folder owned by someone else, or a shared one with the sticky bit (like
+    ``/tmp``), is left as it is with a warning: tightening it would lock other people out.
+    """
+    existed = path.is_dir()
+    try:
+        path.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot create ADAPTUNE_HOME={path} ({exc.strerror}); "
+            "point it at a folder you can write to."
+        ) from None
+    mode = stat.S_IMODE(info.st_mode)
+    if not existed:
+        wanted = HOME_MODE  # mkdir's mode went through the umask
+    elif mode & 0o077:
+        wanted = mode & HOME_MODE
+    else:
+        return path
+    if mode == wanted:
+        return path
+    if existed and (info.st_uid != os.geteuid() or info.st_mode & stat.S_ISVTX):
+        log.warning("ADAPTUNE_HOME=%s is shared (mode %o); other users may read it", path, mode)
+        return path
+    try:
+        path.chmod(wanted)
+    except OSError as exc:
+        log.warning("Cannot make ADAPTUNE_HOME=%s private (%s)", path, exc.strerror)
+        return path
+    if existed:
+        log.warning("ADAPTUNE_HOME=%s was mode %o; made it %o (owner only)", path, mode, wanted)
+    return path

@@ -149,7 +149,8 @@ def delete_cmd(
 @app.command("export")
 def export_cmd(
     version: str = typer.Argument(..., help="Version (or alias) to export."),
-    to: Path = typer.Option(..., "--to", help="New or empty folder to write."),
+    # a str, not a Path: typer turns --to '' into Path('.'), the current folder
+    to: str = typer.Option(..., "--to", help="New or empty folder to write."),
     merged: bool = typer.Option(False, "--merged", help="Merge the LoRA into the base model."),
     fmt: str = typer.Option("peft", "--format", help="peft, vllm or gguf (llama.cpp LoRA)."),
     base_gguf: Path = typer.Option(None, "--base-gguf", help="gguf: the base model's GGUF."),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from adaptune.cli.output import err, print_json, progress
 from adaptune.errors import ConfigError, InputRejected
@@ -78,7 +79,7 @@ def _report(report: IngestReport, status: dict, as_json: bool) -> None:
         print_json(data)
     else:
         for rej in report.rejected[:10]:
-            err.print(f"[yellow]rejected[/] {rej.where}: {rej.reason}", soft_wrap=True)
+            err.print(f"[yellow]rejected[/] {escape(f'{rej.where}: {rej.reason}')}", soft_wrap=True)
         if len(report.rejected) > 10:
             err.print(f"[yellow]… and {len(report.rejected) - 10} more rejected rows[/]")
         what = (

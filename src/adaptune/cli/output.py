@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -20,7 +21,7 @@ def print_json(data: Any) -> None:
 
 def note(message: str) -> None:
     """A progress or status line on stderr (so that stdout stays parseable)."""
-    err.print(f"[dim]{message}[/]", soft_wrap=True)
+    err.print(f"[dim]{escape(message)}[/]", soft_wrap=True)
 
 
 @contextmanager

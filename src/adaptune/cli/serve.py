@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from adaptune.cli.output import err, out, print_json
 
@@ -64,7 +65,7 @@ def create(
     token = create_token(open_store(), name, scope)
     out.print(token)
     scopes = ", ".join(sorted(set(scope)))
-    err.print(f"token {name!r} with scopes {scopes}: keep it now, it is not stored.")
+    err.print(escape(f"token {name!r} with scopes {scopes}: keep it now, it is not stored."))
 
 
 @tokens.command("list")
@@ -91,4 +92,4 @@ def revoke(name: str = typer.Argument(..., help="The token's name.")) -> None:
 
     if not revoke_token(open_store(), name):
         raise ConfigError(f"No active token named {name!r}; see `adaptune tokens list`.")
-    err.print(f"token {name!r} revoked")
+    err.print(escape(f"token {name!r} revoked"))

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from adaptune.cli.output import err, out, print_json
@@ -109,7 +110,7 @@ def train(
         seed=seed,
     )
     start = the_plan.parent.version if the_plan.parent else "the base model"
-    err.print(f"{the_plan.domain}: {strategy} on window {the_plan.window} from {start}")
+    err.print(escape(f"{the_plan.domain}: {strategy} on window {the_plan.window} from {start}"))
     named = f"{the_plan.window} {strategy}"
     with tracking(track, the_plan.domain, named, store.settings.home) as run, _bar() as update:
         run.log_params({**config.to_dict(), "context": context, "parent": start})

@@ -187,8 +187,12 @@ def _title(obj: dict[str, Any]) -> str:
 
 
 def _labels(value: Any) -> tuple[str, ...]:
+    """Label names from a list of label objects or names; anything else is no labels (a
+    string is not a list of one-letter labels, a number is not iterable)."""
+    if not isinstance(value, list):
+        return ()
     out = []
-    for item in value or []:
+    for item in value:
         name = item.get("name") if isinstance(item, dict) else item
         if isinstance(name, str) and name:
             out.append(name)

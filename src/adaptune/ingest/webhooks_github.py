@@ -72,6 +72,7 @@ def handle_github(
         event = h.get("x-github-event", "").strip()
         if not event:
             raise WebhookError(400, "The X-GitHub-Event header is missing.")
+        _delivery_key(h)  # GitHub sends it with every event: its absence is a bad request
         if event != "ping" and event not in EVENTS:
             return _ignored(event)
         payload = parse_object(raw)

@@ -66,8 +66,12 @@ def export(
             f"{rec.path / WEIGHTS} changed since {version} was registered (sha256 differs); "
             "restore it from a backup or register the adapter again."
         )
-    target = _fresh_target(Path(to))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    target, created = _prepare_target(to)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".adaptune-export-", dir=target.parent))
+    except OSError as exc:
+        _remove_folders(created)
+        raise _unwritable(target, exc) from None
     try:
         if merged:
             _write_merged(rec, tmp, load_base or default_loader)
@@ -78,18 +82,73 @@ def export(
         if target.exists():
             target.rmdir()  # empty, checked above
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_folders(created)
+        if isinstance(exc, OSError):
+            raise _unwritable(target, exc) from None
         raise
     log.info("exported %s to %s", version, target)
     return target
 
 
-def _fresh_target(target: Path) -> Path:
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise RegistryError(f"{target} exists and is not empty; choose a new folder to export to.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target.resolve()
+def _prepare_target(to: Path | str) -> tuple[Path, list[Path]]:
+    """Check that ``to`` can become the export folder and create its missing parents.
+
+    Returns the absolute target and the folders created for it (outermost first), which a
+    failed export removes again so that it leaves nothing behind.
+    """
+    raw = os.fspath(to)
+    if not raw.strip():
+        raise RegistryError("The export folder is empty (--to ''); name a new folder to write.")
+    if "\0" in raw:
+        raise RegistryError(f"The export folder {raw!r} contains a NUL byte; name another one.")
+    target = Path(raw)
+    try:
+        target = target.resolve()
+        if target.exists() and not target.is_dir():
+            raise RegistryError(f"{target} is a file; choose a new folder to export to.")
+        if target.is_dir() and any(target.iterdir()):
+            raise RegistryError(
+                f"{target} exists and is not empty; choose a new folder to export to."
+            )
+        return target, _make_folders(target.parent)
+    except OSError as exc:
+        raise _unwritable(target, exc) from None
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    if not folder.is_dir():
+        raise RegistryError(f"{folder} is a file, not a folder; choose another place to export to.")
+    created: list[Path] = []
+    try:
+        for item in reversed(missing):
+            item.mkdir()
+            created.append(item)
+    except OSError:
+        _remove_folders(created)
+        raise
+    return created
+
+
+def _remove_folders(created: list[Path]) -> None:
+    """Remove the folders an export created, innermost first, as long as they are empty."""
+    for item in reversed(created):
+        try:
+            item.rmdir()
+        except OSError:
+            return
+
+
+def _unwritable(target: Path, exc: OSError) -> RegistryError:
+    reason = exc.strerror or str(exc)
+    if exc.filename and str(exc.filename) != str(target):
+        reason = f"{reason}: {exc.filename}"
+    return RegistryError(f"Cannot export to {target} ({reason}); choose a folder you can write to.")
 
 
 def _export_manifest(rec: AdapterVersion, how: str) -> dict[str, Any]:

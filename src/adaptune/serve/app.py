@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 from adaptune import __version__
 from adaptune.errors import AdaptuneError, ConfigError, DomainError, StoreError
@@ -200,15 +201,34 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app answers at the request's path (for ``Allow``)."""
+    """The methods the app answers at the request's path (for ``Allow``).
+
+    Routes whose path is this very path win over templates that also match it: ``GET
+    /v1/jobs/{job_id}`` is not a method of ``/v1/jobs/train``.
+    """
     from starlette.routing import Match
 
-    allowed = []
+    literal: set[str] = set()
+    templated: set[str] = set()
+    routes = list(_leaf_routes(request.app.router.routes))
     for method in METHODS:
         scope = {**request.scope, "method": method}
-        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
-            allowed.append(method)
-    return allowed
+        for route in routes:
+            match, child = route.matches(scope)
+            if match == Match.FULL:
+                (templated if child.get("path_params") else literal).add(method)
+    found = literal or templated
+    return [m for m in METHODS if m in found]
+
+
+def _leaf_routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+    """The app's routes, looking inside the routers it includes."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _leaf_routes(inner.routes)
+        else:
+            yield route
 
 
 def create_app(

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, case, func, select
 
-from adaptune.config import Settings, load_settings
+from adaptune.config import Settings, ensure_home, load_settings
 from adaptune.store import schema
 from adaptune.store.db import create_db_engine, migrate
 from adaptune.store.domains import list_domains
@@ -75,7 +75,8 @@ class Store:
 def open_store(settings: Settings | None = None) -> Store:
     """Open (and migrate) the store of ``settings`` (default: from the environment)."""
     settings = settings or load_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    if not settings.home.is_dir():  # removed since load_settings made it
+        ensure_home(settings.home)
     engine = create_db_engine(settings.database_url)
     migrate(engine)
     return Store(settings, engine)

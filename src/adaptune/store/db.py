@@ -1,12 +1,15 @@
 """Opening the database: engine settings per backend, and migrations to the newest schema.
 
-SQLite runs in WAL mode with foreign keys on; any other SQLAlchemy URL (PostgreSQL) works as
-long as its driver is installed. The schema is only ever changed by Alembic migrations.
+SQLite runs in WAL mode with foreign keys on, in a file (and ``-wal``/``-shm`` companions) that
+only its owner can read; any other SQLAlchemy URL (PostgreSQL) works as long as its driver is
+installed. The schema is only ever changed by Alembic migrations.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from pathlib import Path
 
 from alembic.config import Config
@@ -20,6 +23,7 @@ from adaptune.errors import StoreError
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+DB_MODE = 0o600
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
@@ -32,7 +36,7 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
 
 
 def create_db_engine(url: str) -> Engine:
-    """Create an engine for ``url``, creating the SQLite file's folder when needed."""
+    """Create an engine for ``url``, creating the SQLite file (owner-only) when needed."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -44,7 +48,7 @@ def create_db_engine(url: str) -> Engine:
     try:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(parsed.database))
             engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
@@ -57,6 +61,37 @@ def create_db_engine(url: str) -> Engine:
         )
         raise StoreError(f"No database driver for {safe} ({exc}); {hint}.") from None
     return engine
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file with mode 0600 before SQLite opens it, or tighten an existing one.
+
+    SQLite gives the ``-wal`` and ``-shm`` files it creates the database file's mode, so the
+    issues stored there stay owner-only whatever the umask; companions left by an older
+    version are tightened here too.
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_MODE))
+            os.chmod(path, DB_MODE)  # the umask may have taken the owner's bits too
+        except FileExistsError:
+            pass
+    except OSError as exc:
+        raise StoreError(
+            f"Cannot create the database file {path} ({exc.strerror}); point ADAPTUNE_HOME "
+            "(or ADAPTUNE_DATABASE_URL) at a folder you can write to."
+        ) from None
+    for item in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(item.stat().st_mode)
+            if mode & 0o077:
+                item.chmod(mode & 0o700)
+                log.warning("%s was readable by others (mode %o); made it owner-only", item, mode)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("Cannot make %s owner-only (%s)", item, exc.strerror)
 
 
 def _alembic_config() -> Config:

@@ -17,13 +17,46 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
-DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"type": "object"}}},
+BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
+
+def _header(name: str, description: str, required: bool = True, max_length: int = 300) -> dict:
+    schema = {"type": "string", "minLength": 1, "maxLength": max_length}
+    return {
+        "name": name,
+        "in": "header",
+        "required": required,
+        "schema": schema,
+        "description": description,
     }
+
+
+SIGNED = "HMAC-SHA256 of the raw body with the webhook's secret: sha256=<hex>."
+GITHUB_DOC = {
+    "requestBody": BODY,
+    "parameters": [
+        _header("X-Hub-Signature-256", SIGNED, max_length=100),
+        _header("X-GitHub-Event", "issues, issue_comment, pull_request or ping.", max_length=100),
+        _header("X-GitHub-Delivery", "The delivery's id; a re-delivery repeats it."),
+    ],
+}
+JIRA_DOC = {
+    "requestBody": BODY,
+    "parameters": [
+        _header("X-Hub-Signature", SIGNED, max_length=100),
+        _header(
+            "X-Atlassian-Webhook-Identifier",
+            "The delivery's id (kept across retries); without it, the body's digest is the key.",
+            required=False,
+        ),
+    ],
 }
 RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Stored, a re-delivery (duplicate), or a ping's pong."},
+    202: {"description": "An event adaptune does not store: recorded as ignored."},
     400: {"description": "A delivery header is missing or too long; nothing stored."},
     401: {"description": "The signature is missing or wrong."},
     413: {"description": "The body is over ADAPTUNE_MAX_BODY_BYTES."},
@@ -65,14 +98,14 @@ async def _deliver(request: Request, source: str) -> JSONResponse:
     return JSONResponse(result.body, status_code=result.status)
 
 
-@router.post("/github", openapi_extra=DOC, responses=RESPONSES)
+@router.post("/github", openapi_extra=GITHUB_DOC, responses=RESPONSES)
 async def github(request: Request) -> JSONResponse:
     """A GitHub webhook delivery (``issues``, ``issue_comment``, ``pull_request``), signed with
     ``X-Hub-Signature-256``; a re-delivery of the same ``X-GitHub-Delivery`` is a no-op."""
     return await _deliver(request, "github")
 
 
-@router.post("/jira", openapi_extra=DOC, responses=RESPONSES)
+@router.post("/jira", openapi_extra=JIRA_DOC, responses=RESPONSES)
 async def jira(request: Request) -> JSONResponse:
     """A Jira webhook delivery signed with ``X-Hub-Signature``; re-deliveries keep the same
     ``X-Atlassian-Webhook-Identifier`` and are no-ops."""
