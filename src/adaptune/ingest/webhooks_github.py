@@ -73,9 +73,9 @@ def handle_github(
         if not event:
             raise WebhookError(400, "The X-GitHub-Event header is missing.")
         _delivery_key(h)  # GitHub sends it with every event: its absence is a bad request
+        payload = parse_object(raw)  # every event's body is a JSON object, even one ignored
         if event != "ping" and event not in EVENTS:
             return _ignored(event)
-        payload = parse_object(raw)
         if event == "ping":
             return WebhookResult(
                 200, {"status": "pong", "event": "ping", "zen": payload.get("zen")}
