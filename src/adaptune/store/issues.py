@@ -54,8 +54,10 @@ def _aware(dt: datetime) -> datetime:
 def upsert_issues(conn: Connection, issues: Iterable[Issue]) -> UpsertCounts:
     """Insert new issues and replace older versions; the caller commits."""
     t = schema.issues
-    batch = _newest(issues, key=lambda i: (i.source, i.repo, i.number))
-    counts = UpsertCounts()
+    rows = list(issues)
+    batch = _newest(rows, key=lambda i: (i.source, i.repo, i.number))
+    # An older copy of an issue the same batch also holds is left alone: counted unchanged.
+    counts = UpsertCounts(unchanged=len(rows) - len(batch))
     now = datetime.now(UTC)
     for chunk in _chunks(list(batch.values())):
         keys = [(i.source, i.repo, i.number) for i in chunk]
@@ -108,8 +110,9 @@ def replace_older(conn: Connection, table: Any, changed: list[dict[str, Any]]) -
 def upsert_comments(conn: Connection, comments: Iterable[Comment]) -> UpsertCounts:
     """Insert new comments and replace edited ones; the caller commits."""
     t = schema.comments
-    batch = _newest(comments, key=lambda c: (c.source, c.repo, c.comment_id))
-    counts = UpsertCounts()
+    rows = list(comments)
+    batch = _newest(rows, key=lambda c: (c.source, c.repo, c.comment_id))
+    counts = UpsertCounts(unchanged=len(rows) - len(batch))
     for chunk in _chunks(list(batch.values())):
         keys = [(c.source, c.repo, c.comment_id) for c in chunk]
         found = {
