@@ -8,10 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+
 from adaptune.dataset import BuildConfig, build
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
 from adaptune.registry import promote, register
+from adaptune.serve import create_app, serve_settings
 from adaptune.store import Store
 from test_compare import rows
 from tiny_model import tiny_model, tiny_tokenizer
@@ -66,3 +69,17 @@ def signed(body: dict, secret: str = SECRET) -> tuple[bytes, str]:
     """A JSON body and its X-Hub-Signature-256 header value."""
     raw = json.dumps(body).encode()
     return raw, "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def signed_app(store: Store, tmp_path: Path, max_body_bytes: int) -> FastAPI:
+    """A seeded service with both webhook secrets set and no generator, for hostile input."""
+    seed_store(store, tmp_path)
+    settings = serve_settings(
+        api_token=TOKEN,
+        warm=False,
+        generator="none",
+        github_webhook_secret=SECRET,
+        jira_webhook_secret=SECRET,
+        max_body_bytes=max_body_bytes,
+    )
+    return create_app(store, settings)

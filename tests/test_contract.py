@@ -19,8 +19,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adaptune.serve import create_app, serve_settings
-from serve_fixtures import AUTH, SECRET, TOKEN, seed_store
+from serve_fixtures import AUTH, SECRET, signed_app
 
 HUGE = 1180591620717411303424  # the probe's number: 2**70
 EXTREME_NUMBERS = (
@@ -57,22 +56,9 @@ SETTINGS = settings(
 )
 
 
-def _app(store, tmp_path):
-    seed_store(store, tmp_path)
-    config = serve_settings(
-        api_token=TOKEN,
-        warm=False,
-        generator="none",
-        github_webhook_secret=SECRET,
-        jira_webhook_secret=SECRET,
-        max_body_bytes=200_000,
-    )
-    return create_app(store, config)
-
-
 @pytest.fixture
 def client(store, tmp_path):
-    app = _app(store, tmp_path)
+    app = signed_app(store, tmp_path, max_body_bytes=200_000)
     app.state.service.warm()  # a cold /readyz answers 503 by design
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c

@@ -29,7 +29,7 @@ from adaptune.ingest.normalize import RowError, cap_body, github_comment, github
 from adaptune.ingest.webhooks import handle_github, handle_jira, parse_object
 from adaptune.serve import create_app, serve_settings
 from adaptune.store import schema
-from serve_fixtures import AUTH, SECRET, TOKEN, seed_store, signed
+from serve_fixtures import AUTH, SECRET, TOKEN, seed_store, signed, signed_app
 from test_parse import CONTRACTS, NATIVE_CRASHES
 
 FAST = settings(
@@ -45,16 +45,7 @@ JSON = st.recursive(
 
 
 def _app(store, tmp_path):
-    seed_store(store, tmp_path)
-    settings_ = serve_settings(
-        api_token=TOKEN,
-        warm=False,
-        generator="none",
-        github_webhook_secret=SECRET,
-        jira_webhook_secret=SECRET,
-        max_body_bytes=64_000,
-    )
-    return create_app(store, settings_)
+    return signed_app(store, tmp_path, max_body_bytes=64_000)
 
 
 def _count(store, table) -> int:
