@@ -7,10 +7,12 @@ import logging
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from adaptune.serve import create_app, serve_settings
 from adaptune.serve.sessions import COOKIE, Sessions
 from adaptune.serve.tokens import create_token, revoke_token
+from adaptune.store import schema
 from serve_fixtures import AUTH, TOKEN, seed_store
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -114,3 +116,16 @@ def test_sessions_expire_and_stay_bounded():
     assert sessions.get(sid, now=105.0).token_sha256 == "digest"
     assert sessions.get(sid, now=111.0) is None and len(sessions) == 0
     assert sessions.get("x" * 500) is None and sessions.get(None) is None
+
+
+def test_feedback_shares_the_rate_limit_with_tickets(seeded):
+    with _client(seeded, rate_limit_per_minute=3) as c:
+        ticket = c.post("/v1/tickets", json={"title": "KeyError", "generate": False}, headers=AUTH)
+        assert ticket.status_code == 200
+        path = f"/v1/tickets/{ticket.json()['id']}/feedback"
+        posts = [c.post(path, json={"rating": "up"}, headers=AUTH) for _ in range(3)]
+    assert [p.status_code for p in posts] == [201, 201, 429]
+    assert 0 < int(posts[-1].headers["Retry-After"]) <= 60
+    with seeded.begin() as conn:
+        rows = conn.execute(select(func.count()).select_from(schema.feedback)).scalar_one()
+    assert rows == 1, "one token, one ticket: one row however often it posts"
