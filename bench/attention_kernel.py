@@ -1,8 +1,9 @@
 """Causal attention of one example, forward and backward, in bf16 on the CPU: PyTorch's flash
 kernel (``scaled_dot_product_attention``, what adaptune used before and still uses in fp32) vs
-adaptune's blocked bf16 kernel (:func:`adaptune.train.blocked.causal_attention`) at several
-block sizes vs adaptune's compiled kernel (:func:`adaptune.train.native.causal_attention`, where
-the CPU has avx512_bf16; what training uses there).
+adaptune's blocked bf16 kernel (:func:`adaptune.train.fast.blocked.causal_attention`) at
+several block sizes vs adaptune's compiled kernel
+(:func:`adaptune.train.fast.native.causal_attention`, where the CPU has avx512_bf16; what
+training uses there).
 
 Shapes are SmolLM2-135M's (9 query heads sharing 3 key heads, head_dim 64), laid out as
 transformers hands them to the attention function, under bf16 autocast as in training; the flash
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from adaptune.train import blocked, native
+from adaptune.train.fast import blocked, native
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADS, KV_HEADS, HEAD_DIM, THREADS = 9, 3, 64, 2

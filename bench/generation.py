@@ -60,7 +60,7 @@ def random_adapter(model: object, folder: Path, seed: int) -> Path:
 
 def run(generator: object, adapter: tuple[str, Path] | None, new_tokens: int) -> dict:
     """Tokens/s over all questions (after one warm-up answer)."""
-    from adaptune.serve.generator import Request
+    from adaptune.generate import Request
 
     version, path = adapter if adapter else (None, None)
     asks = [Request(q, CONTEXT, None, version, path, max_new_tokens=new_tokens) for q in QUESTIONS]
@@ -86,8 +86,8 @@ def main() -> None:
 
     import torch
 
-    from adaptune.serve.generator import LocalGenerator
-    from adaptune.serve.llamacpp import LlamaCppGenerator, default_gguf
+    from adaptune.generate.llamacpp import LlamaCppGenerator, default_gguf
+    from adaptune.generate.local import LocalGenerator
     from adaptune.train.model import load_base
 
     torch.set_num_threads(args.threads)

@@ -207,8 +207,7 @@ def plain_generate(home: Path, queries: list[dict], n: int, max_new: int) -> dic
     """Baseline: transformers generate() on the same model and prompts, no service."""
     import torch
 
-    from adaptune.evaluate.generation import stop_ids
-    from adaptune.evaluate.scoring import prompt_ids
+    from adaptune.generate.prompt import prompt_ids, stop_ids
     from adaptune.train.model import load_base
 
     model, tok, _ = load_base(None, home)

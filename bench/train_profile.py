@@ -38,9 +38,9 @@ GROUPS = {
 
 
 BLOCKED = ("_BlockedCausal", "_NativeCausal")
-"""adaptune's own bf16 attention (:mod:`adaptune.train.blocked`, :mod:`adaptune.train.native`):
-autograd functions whose own time and whose operators (matmuls, softmaxes, packing) count as
-attention, found by their ancestors' names."""
+"""adaptune's own bf16 attention (:mod:`adaptune.train.fast.blocked`,
+:mod:`adaptune.train.fast.native`): autograd functions whose own time and whose operators
+(matmuls, softmaxes, packing) count as attention, found by their ancestors' names."""
 
 
 def group(name: str, ancestors: tuple[str, ...] = ()) -> str:

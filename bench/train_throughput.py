@@ -17,7 +17,7 @@ variant sees the same token ids) and the default model (SmolLM2-135M-Instruct, f
     1,024 tokens (``forward_tokens``), each packed example attended alone, the head only at
     answer positions and chunked, the frozen MLPs keeping two activations, the compiled kernels
     where the CPU has AVX-512 BF16 (attention with the rotary embedding inside, one-pass norms
-    and gated SiLU: :mod:`adaptune.train.compiled`), and its default precision ``auto`` (bf16
+    and gated SiLU: :mod:`adaptune.train.fast.compiled`), and its default precision ``auto`` (bf16
     autocast where the CPU multiplies bf16 natively, as AVX-512 BF16 and AMX do; fp32
     elsewhere: the JSON says which it used). ``adaptune_fp32``: the same in
     fp32, which separates what the fast paths give from what bf16 gives. The per-step losses
@@ -313,7 +313,7 @@ def child(variant: str, pool_path: Path, steps: int, result_path: Path) -> None:
         loadavg_after=[round(x, 2) for x in os.getloadavg()],
     )
     if variant.startswith("adaptune"):
-        from adaptune.train import fused, native
+        from adaptune.train.fast import fused, native
 
         kernels = {"attention": native.available(), "elementwise": fused.available()}
         out["compiled_kernels"] = kernels

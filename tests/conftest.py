@@ -6,8 +6,12 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -80,3 +84,22 @@ def pg_store(pg_admin: str, workspace: Path):
     s = open_store(load_settings(database_url=url))
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for a whole module (see :func:`tiny_model.one_thread`); a module
+    asks for it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")`` so that it is
+    set up before the module's other module-scoped fixtures build models."""
+    from tiny_model import one_thread
+
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def tok() -> PreTrainedTokenizerFast:
+    """The tiny tokenizer of :mod:`tiny_model`, built once per module."""
+    from tiny_model import tiny_tokenizer
+
+    return tiny_tokenizer()

@@ -17,17 +17,18 @@ from adaptune.evaluate import (
     answer_nll,
     embedding_similarity,
     fix_ranking,
-    generate_answers,
     memory_probes,
     perplexity,
     probe_hits,
     retrieval_baseline,
 )
 from adaptune.evaluate.ranking import candidate_sets, tfidf_similarity
-from adaptune.evaluate.scoring import Scorer, answer_target, evaluating, prompt_ids
+from adaptune.evaluate.scoring import Scorer
+from adaptune.generate.local import evaluating, generate_answers
+from adaptune.generate.prompt import answer_target, prompt_ids
 from adaptune.train.format import encode, encode_example
 from tiny_lora import ignore_peft_warning
-from tiny_model import example, one_thread, tiny_model, tiny_tokenizer
+from tiny_model import example, tiny_model
 
 BODIES = [
     "It fails when I call load_dataset.",
@@ -41,15 +42,7 @@ BODIES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,21 @@ def test_a_job_goes_from_queued_to_succeeded(store):
     assert get_job(store, job.id).result == {"version": "d-v1"}
 
 
+def test_the_api_model_of_a_job_has_the_fields_of_to_dict(store):
+    """``JobOut`` is made from ``JobView``, the type of ``Job.to_dict()``: they cannot drift."""
+    from typing import get_type_hints
+
+    from adaptune.jobs import JobView
+    from adaptune.serve.schemas import JobOut
+
+    data = enqueue(store, "train", "d", {"steps": 3}, trigger="api").to_dict()
+    hints = get_type_hints(JobView)
+    assert list(data) == list(hints) == list(JobOut.model_fields)
+    assert {name: f.annotation for name, f in JobOut.model_fields.items()} == hints
+    assert all(f.is_required() for f in JobOut.model_fields.values())
+    assert JobOut(**data).model_dump() == data
+
+
 def test_claims_go_oldest_first_and_respect_kinds_and_domains(store):
     first = enqueue(store, "train", "a")
     second = enqueue(store, "index", "b")

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptune.registry.errors import RegistryError
-from adaptune.registry.gguf_lora import convert, permute_rows
+from adaptune.errors import RegistryError
+from adaptune.generate.gguf_lora import convert, permute_rows
 from tiny_lora import ignore_peft_warning
 
 HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
@@ -45,7 +45,7 @@ CONTEXT = (("Dataset.map slow with many processes", "Use batched=True and a larg
 
 @pytest.fixture(scope="module")
 def base_gguf() -> Path:
-    from adaptune.serve.llamacpp import default_gguf
+    from adaptune.generate.llamacpp import default_gguf
 
     try:
         return default_gguf()
@@ -184,10 +184,10 @@ def test_export_gguf_writes_the_converted_adapter(store, tmp_path: Path, base_gg
 
 
 def test_service_picks_llama_cpp_for_a_gguf_when_installed(store) -> None:
+    from adaptune.generate.llamacpp import LlamaCppGenerator
+    from adaptune.generate.local import LocalGenerator
     from adaptune.serve import serve_settings
     from adaptune.serve.app import default_generator
-    from adaptune.serve.generator import LocalGenerator
-    from adaptune.serve.llamacpp import LlamaCppGenerator
 
     auto = default_generator(serve_settings(), store)
     assert isinstance(auto, LlamaCppGenerator if HAS_LLAMA else LocalGenerator)
@@ -208,7 +208,7 @@ def real(tmp_path_factory: pytest.TempPathFactory, base_gguf: Path) -> dict:
     """The default model (transformers), its tokenizer, two PEFT adapters and their GGUFs."""
     if not HAS_LLAMA:
         pytest.skip("llama-cpp-python is not installed (pip install 'adaptune[llamacpp]')")
-    from adaptune.evaluate.scoring import prompt_ids
+    from adaptune.generate.prompt import prompt_ids
     from adaptune.train.model import load_base
 
     home = tmp_path_factory.mktemp("llamacpp-home")
@@ -291,7 +291,7 @@ def fresh_logits(real: dict, base_gguf: Path, lora: Path | None, ids: list[int])
 
 
 def generator(real: dict, **kwargs: object) -> object:
-    from adaptune.serve.llamacpp import LlamaCppGenerator
+    from adaptune.generate.llamacpp import LlamaCppGenerator
 
     kwargs = {"logits_all": True, "max_len": 512, **kwargs}
     return LlamaCppGenerator(home=real["home"], tokenizer=real["tok"], n_threads=2, **kwargs)
@@ -342,7 +342,7 @@ def test_converted_adapter_changes_logits_like_peft(real: dict, base_gguf: Path)
 @pytest.mark.slow
 @needs_llama
 def test_hot_swaps_give_the_logits_of_fresh_loads(real: dict, base_gguf: Path) -> None:
-    from adaptune.serve.generator import Request
+    from adaptune.generate import Request
 
     a, b = real["adapters"]["v0001"], real["adapters"]["v0002"]
     ids = real["prompts"][1]
@@ -367,7 +367,8 @@ def test_hot_swaps_give_the_logits_of_fresh_loads(real: dict, base_gguf: Path) -
 @pytest.mark.slow
 @needs_llama
 def test_generator_answers_like_transformers(real: dict) -> None:
-    from adaptune.serve.generator import LocalGenerator, Request
+    from adaptune.generate import Request
+    from adaptune.generate.local import LocalGenerator
 
     path = real["adapters"]["v0001"]
     fast = generator(real, logits_all=False, max_len=1024)
@@ -401,7 +402,8 @@ def test_openai_generator_against_llama_cpp_server(
     real: dict, base_gguf: Path, tmp_path: Path
 ) -> None:
     """``python -m llama_cpp.server`` with the base and one adapter, each as a model name."""
-    from adaptune.serve.generator import OpenAIGenerator, Request
+    from adaptune.generate import Request
+    from adaptune.generate.openai import OpenAIGenerator
 
     pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
     path = real["adapters"]["v0001"]

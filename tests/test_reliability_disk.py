@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adaptune.config import load_settings
+from adaptune.generate.local import LocalGenerator
 from adaptune.registry import RegistryError, get, list_versions, register
 from adaptune.serve import create_app, serve_settings
-from adaptune.serve.generator import LocalGenerator
 from adaptune.store import open_store
 from serve_fixtures import AUTH, TOKEN, make_adapter, register_adapter, seed_store, tiny_pair
 from tiny_lora import ignore_peft_warning

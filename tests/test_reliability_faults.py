@@ -14,8 +14,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from adaptune.generate.local import LocalGenerator
 from adaptune.serve import create_app, serve_settings
-from adaptune.serve.generator import LocalGenerator
 from adaptune.store import schema
 from serve_fixtures import AUTH, TOKEN, seed_store
 

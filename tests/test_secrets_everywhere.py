@@ -22,13 +22,13 @@ from fastapi.testclient import TestClient
 
 from adaptune.dataset import build
 from adaptune.errors import AdaptuneError
+from adaptune.generate.local import LocalGenerator
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
 from adaptune.ingest.github import GitHubSource
 from adaptune.pipeline.loop import train_job
 from adaptune.registry import export, list_versions
 from adaptune.serve import create_app, serve_settings
-from adaptune.serve.generator import LocalGenerator
 from adaptune.serve.tokens import create_token
 from local_server import LocalServer, Reply
 from serve_fixtures import SECRET, signed

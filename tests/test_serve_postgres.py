@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from adaptune.generate.local import LocalGenerator
 from adaptune.serve import create_app, serve_settings
-from adaptune.serve.generator import LocalGenerator
 from adaptune.store import Store
 from serve_fixtures import AUTH, TOKEN, register_adapter, seed_store, tiny_pair
 from test_compare import rows

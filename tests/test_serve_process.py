@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from adaptune.generate import GenerationError, Request
+from adaptune.generate.openai import OpenAIGenerator
 from adaptune.serve import create_app, serve_settings
-from adaptune.serve.generator import GenerationError, OpenAIGenerator, Request
 from browser import chromium, screenshot
 from local_server import LocalServer, Reply
 from serve_fixtures import AUTH, SECRET, TOKEN, register_adapter, seed_store, signed, tiny_pair

@@ -1,4 +1,4 @@
-"""The blocked bf16 causal attention (adaptune.train.blocked) computes causal attention: values
+"""The blocked bf16 causal attention (adaptune.train.fast.blocked) computes causal attention: values
 and gradients against fp32 SDPA, across block edges and grouped-query shapes; packed rows take it
 under bf16 autocast on the CPU and keep their examples apart; fp32 keeps the flash kernel."""
 
@@ -7,18 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptune.train import attention as attention_module
-from adaptune.train import blocked
-from adaptune.train.attention import packed_attention
-from adaptune.train.blocked import causal_attention
+from adaptune.train.fast import attention as attention_module
+from adaptune.train.fast import blocked
+from adaptune.train.fast.attention import packed_attention
+from adaptune.train.fast.blocked import causal_attention
 from attention_helpers import errors_against_reference, reference, relative
-from tiny_model import one_thread, tiny_model, tiny_tokenizer
+from tiny_model import tiny_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def inputs(heads: int, kv: int, length: int, d: int = 16, seed: int = 0):
@@ -82,11 +78,6 @@ def test_the_scale_is_used_and_results_repeat_bit_for_bit() -> None:
 def test_mismatched_shapes_get_a_clear_error(q, k, v, message) -> None:
     with pytest.raises(ValueError, match=message):
         causal_attention(torch.zeros(q), torch.zeros(k), torch.zeros(v))
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
 
 
 def packed_logits(model, ids, positions):

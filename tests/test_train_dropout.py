@@ -9,13 +9,9 @@ import torch
 
 from adaptune.train import TrainConfig, lora, train
 from adaptune.train.dropout import SharedDropout, share_lora_dropout, sparse_dropout
-from tiny_model import example, one_thread, tiny_model, tiny_tokenizer
+from tiny_model import example, tiny_model, tiny_tokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_sparse_dropout_has_the_rate_and_keeps_the_mean() -> None:

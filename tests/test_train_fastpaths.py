@@ -13,26 +13,17 @@ import torch
 from torch import nn
 
 from adaptune.train import loss as loss_module
-from adaptune.train.attention import NAME, packed_attention, segments
+from adaptune.train.fast.attention import NAME, packed_attention, segments
+from adaptune.train.fast.mlp import frozen_mlps
+from adaptune.train.fast.norm import frozen_norms
 from adaptune.train.format import encode_example
 from adaptune.train.loop import forward_groups
 from adaptune.train.lora import attach
 from adaptune.train.loss import AnswerLoss, head_nll
-from adaptune.train.mlp import frozen_mlps
-from adaptune.train.norm import frozen_norms
 from adaptune.train.packing import Row, collate, pack
-from tiny_model import example, one_thread, tiny_model, tiny_tokenizer
+from tiny_model import example, tiny_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +122,7 @@ def test_frozen_mlp_survives_train_and_eval_switches(tok, batch, monkeypatch) ->
     # transformers hands a model to the `kernels` package's kernelize on every train()/eval(),
     # which resets the instance forward of layers it knows (RMSNorm, for one) to their class's;
     # the trainer switches modes after swapping the MLPs in, so the swap must outlive that.
-    from adaptune.train import mlp
+    from adaptune.train.fast import mlp
 
     calls = []
     real = mlp._FrozenGatedMLP.apply
@@ -241,7 +232,7 @@ def test_forward_groups_fit_the_token_budget(lengths, batch_size, budget, want) 
 
 
 def test_segments_are_worked_out_once_per_position_tensor(monkeypatch) -> None:
-    from adaptune.train import attention
+    from adaptune.train.fast import attention
 
     calls = []
     real = attention.segments

@@ -6,12 +6,7 @@ import pytest
 
 from adaptune.errors import ConfigError
 from adaptune.train.format import IGNORE, SYSTEM_PROMPT, build_messages, encode, encode_example
-from tiny_model import example, tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
+from tiny_model import example
 
 
 def answer_part(tok, enc) -> str:

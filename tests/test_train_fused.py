@@ -1,5 +1,5 @@
-"""The compiled element-wise kernels (adaptune.train.fused): RMSNorm forward and backward and the
-MLP's gated SiLU agree with PyTorch; tensors they do not take get ``None`` (the PyTorch path);
+"""The compiled element-wise kernels (adaptune.train.fast.fused): RMSNorm forward and backward and
+the MLP's gated SiLU agree with PyTorch; tensors they do not take get ``None`` (the PyTorch path);
 the norm and the MLP take them when they run and give the same results when switched off."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from adaptune.train import compiled, fused, mlp, norm
+from adaptune.train.fast import compiled, fused, mlp, norm
 
 NEEDS = pytest.mark.skipif(
     not fused.available(),

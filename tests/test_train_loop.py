@@ -13,20 +13,12 @@ from safetensors.torch import load_file
 from adaptune.errors import ConfigError
 from adaptune.train import CheckpointError, Progress, TrainConfig, load_base, train
 from adaptune.train.checkpoint import MANIFEST, WEIGHTS
-from tiny_model import example, one_thread, save_tiny, tiny_model, tiny_tokenizer
+from tiny_model import example, save_tiny, tiny_model
 
 FAST = {"max_len": 256, "batch_size": 2, "lr": 1e-2, "warmup_ratio": 0.0, "lora_dropout": 0.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -9,18 +9,9 @@ from safetensors.torch import load_file
 
 from adaptune.errors import ConfigError
 from adaptune.train import lora
-from tiny_model import one_thread, tiny_model, tiny_tokenizer
+from tiny_model import tiny_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def lora_count(model, r: int, names: tuple[str, ...]) -> int:

@@ -1,15 +1,16 @@
-"""The compiled bf16 attention kernel (adaptune.train.native): values and gradients against fp32
-attention across block edges and head groupings, causality, thread counts, packed rows taking it,
-and the ways it stays off (no avx512_bf16, another head size, the switch, a compiler error)."""
+"""The compiled bf16 attention kernel (adaptune.train.fast.native): values and gradients against
+fp32 attention across block edges and head groupings, causality, thread counts, packed rows
+taking it, and the ways it stays off (no avx512_bf16, another head size, the switch, a compiler
+error)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from adaptune.train import attention as attention_module
-from adaptune.train import compiled, native
-from adaptune.train.attention import packed_attention
+from adaptune.train.fast import attention as attention_module
+from adaptune.train.fast import compiled, native
+from adaptune.train.fast.attention import packed_attention
 from attention_helpers import errors_against_reference, reference, relative
 
 NEEDS = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""The frozen RMSNorm (:mod:`adaptune.train.norm`): the same values and input gradients as
+"""The frozen RMSNorm (:mod:`adaptune.train.fast.norm`): the same values and input gradients as
 transformers' own norm, less kept for the backward pass, swapped in only where it computes the
 same thing and only for the length of the run, even across ``train()``/``eval()``."""
 
@@ -11,14 +11,10 @@ import torch
 from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from adaptune.train.norm import frozen_norms
-from tiny_model import one_thread, tiny_model, tiny_tokenizer
+from adaptune.train.fast.norm import frozen_norms
+from tiny_model import tiny_model, tiny_tokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def norm_of(hidden: int = 24, eps: float = 1e-5) -> LlamaRMSNorm:
@@ -93,7 +89,7 @@ def test_swapped_for_the_run_only_and_through_mode_switches() -> None:
 
 
 def test_eval_and_no_grad_take_the_norms_own_path(monkeypatch) -> None:
-    from adaptune.train import norm as module
+    from adaptune.train.fast import norm as module
 
     calls = []
     real = module._FrozenRMSNorm.apply

@@ -10,18 +10,9 @@ import torch
 from adaptune.train.format import IGNORE, encode_example
 from adaptune.train.loss import AnswerLoss, head_only_matches
 from adaptune.train.packing import collate, isolates, pack
-from tiny_model import example, one_thread, tiny_model, tiny_tokenizer
+from tiny_model import example, tiny_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,11 @@ from adaptune.train.precision import (
     native_bf16_cpu,
     resolve,
 )
-from test_train_fastpaths import _one_thread as _one_thread  # autouse: one torch thread
 from test_train_fastpaths import batch as batch
 from test_train_fastpaths import lora_model, loss_and_grads
-from test_train_fastpaths import tok as tok
 from tiny_model import example, tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CPU = torch.device("cpu")
 FAST = {"max_len": 256, "batch_size": 2, "lr": 1e-2, "warmup_ratio": 0.0, "lora_dropout": 0.0}

@@ -1,5 +1,5 @@
 """Attention layers that leave the rotary embedding to the compiled kernel in training
-(adaptune.train.rope_attention): the same loss and LoRA gradients as the layer's own forward,
+(adaptune.train.fast.rope_attention): the same loss and LoRA gradients as the layer's own forward,
 taken only in bf16 packed training, undone on exit, kept through train()/eval(), and refused
 for a layer class that computes something else."""
 
@@ -12,10 +12,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.models.llama.modeling_llama import LlamaAttention
 
-from adaptune.train import native, rope_attention
-from adaptune.train.attention import packed_attention
+from adaptune.train.fast import native, rope_attention
+from adaptune.train.fast.attention import packed_attention
+from adaptune.train.fast.rope_attention import rope_in_kernel
 from adaptune.train.lora import attach
-from adaptune.train.rope_attention import rope_in_kernel
 from attention_helpers import relative
 
 pytestmark = pytest.mark.skipif(

@@ -3,6 +3,11 @@
 ``ADAPTUNE_HOME`` (default ``./.adaptune``) holds the SQLite database, adapters and reports;
 ``ADAPTUNE_DATABASE_URL`` replaces the SQLite file with another database (PostgreSQL). The
 workspace is private to its owner (mode 0700): it holds raw issues and what was learnt from them.
+
+Training's environment overrides are read here too, and only here: :data:`TRAIN_ENV` lists them,
+and ``adaptune.train`` reads each through its function (:func:`train_precision`,
+:func:`native_kernels`, :func:`kernel_cache`) at the moment it needs it, so a changed
+environment (a test's ``monkeypatch.setenv``) counts.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,3 +94,42 @@ def ensure_home(path: Path) -> Path:
     if existed:
         log.warning("ADAPTUNE_HOME=%s was mode %o; made it %o (owner only)", path, mode, wanted)
     return path
+
+
+TRAIN_PRECISION_ENV = "ADAPTUNE_TRAIN_PRECISION"
+NATIVE_KERNELS_ENV = "ADAPTUNE_NATIVE_KERNELS"
+CACHE_ENV = "XDG_CACHE_HOME"
+
+TRAIN_ENV: dict[str, str] = {
+    TRAIN_PRECISION_ENV: "fp32 or bf16: what precision 'auto' resolves to on this machine "
+    "(unset: bf16 where the CPU or GPU multiplies bf16 natively, else fp32); an explicit "
+    "fp32 or bf16 in the run's config wins",
+    NATIVE_KERNELS_ENV: "0: the compiled C kernels (attention, norms, gated SiLU) are off and "
+    "their PyTorch paths run, the same results, slower (unset or any other value: on where "
+    "the CPU has avx512_bf16 and gcc)",
+    CACHE_ENV: "built kernels are kept in $XDG_CACHE_HOME/adaptune/kernels (unset: ~/.cache)",
+}
+"""The environment variables training reads, and what each means (the README's table)."""
+
+
+def train_precision() -> Literal["fp32", "bf16"] | None:
+    """``ADAPTUNE_TRAIN_PRECISION`` (``fp32`` or ``bf16``, any case), or ``None`` when unset;
+    raises :class:`ValueError` for any other value."""
+    chosen = os.environ.get(TRAIN_PRECISION_ENV, "").strip().lower()
+    if chosen in ("fp32", "bf16"):
+        return chosen  # type: ignore[return-value]
+    if chosen:
+        raise ValueError(f"{TRAIN_PRECISION_ENV} must be fp32 or bf16, not {chosen!r}")
+    return None
+
+
+def native_kernels() -> bool:
+    """Whether the compiled kernels may run: ``False`` only for ``ADAPTUNE_NATIVE_KERNELS=0``."""
+    return os.environ.get(NATIVE_KERNELS_ENV, "1") != "0"
+
+
+def kernel_cache() -> Path:
+    """Where built kernels are kept: ``$XDG_CACHE_HOME/adaptune/kernels`` (default
+    ``~/.cache``)."""
+    base = os.environ.get(CACHE_ENV) or str(Path.home() / ".cache")
+    return Path(base) / "adaptune" / "kernels"

@@ -41,3 +41,12 @@ class RemoteError(IngestError):
 
 class DomainError(AdaptuneError):
     """A domain is unknown, ambiguous or already exists."""
+
+
+class RegistryError(AdaptuneError):
+    """An adapter version is unknown, its files are missing or corrupt, or an action is refused.
+
+    The message names the version or the path involved and says what to do next. It lives here,
+    not in :mod:`adaptune.registry`, because :mod:`adaptune.generate.gguf_lora` (below the
+    registry) raises it for adapters llama.cpp cannot apply.
+    """

@@ -4,19 +4,15 @@ Reading order: :mod:`~adaptune.evaluate.metrics` (the continual-learning matrix 
 BWT, FWT, bootstrap intervals), :mod:`~adaptune.evaluate.scoring` (teacher-forced answer NLL),
 :mod:`~adaptune.evaluate.ranking` (the true fix against hard negatives),
 :mod:`~adaptune.evaluate.probes` (recurring issues whose fix was trained on),
-:mod:`~adaptune.evaluate.generation` (greedy answers, ROUGE-L, embedding similarity, the
-retrieval-only baseline) and :mod:`~adaptune.evaluate.classify` (triage and duplicates).
+:mod:`~adaptune.evaluate.answers` (answers generated through :mod:`adaptune.generate`),
+:mod:`~adaptune.evaluate.generation` (ROUGE-L, embedding similarity, the retrieval-only
+baseline) and :mod:`~adaptune.evaluate.classify` (triage and duplicates).
 """
 
 from __future__ import annotations
 
 from adaptune.evaluate.classify import recall_at_k, triage_scores
-from adaptune.evaluate.generation import (
-    embedding_similarity,
-    generate_answers,
-    retrieval_baseline,
-    rouge_l,
-)
+from adaptune.evaluate.generation import embedding_similarity, retrieval_baseline, rouge_l
 from adaptune.evaluate.metrics import (
     acc,
     bootstrap_ci,
@@ -40,7 +36,6 @@ __all__ = [
     "embedding_similarity",
     "fix_ranking",
     "fwt",
-    "generate_answers",
     "memory_probes",
     "paired_diff_ci",
     "perplexity",

@@ -3,110 +3,106 @@
 Scoring generated answers is the slow part of an evaluation on a CPU: the default model
 generates several times faster through llama.cpp (the same Q4_1 GGUF, adapters converted to GGUF
 LoRAs) than through transformers. :func:`answer_engine` picks the backend the way the service
-does; both engines decode greedily from the training prompt with the training stop tokens, so
-they answer alike (the converted adapter's logit changes correlate at 0.99 with PEFT's).
+does. Every engine is a :class:`~adaptune.generate.Generator` of :mod:`adaptune.generate`, and
+each held-out example becomes the :class:`~adaptune.generate.Request` the service would send
+for it, so the evaluation measures the served prompt; both backends decode greedily with the
+training stop tokens, so they answer alike (the converted adapter's logit changes correlate at
+0.99 with PEFT's).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from adaptune.errors import ConfigError
-from adaptune.evaluate.generation import embedding_similarity, generate_answers, rouge_l
-from adaptune.evaluate.scoring import example_context, example_signature
+from adaptune.evaluate.generation import embedding_similarity, rouge_l
+from adaptune.generate import Answer, Generator, Request, answer_all
+from adaptune.generate.llamacpp import LlamaCppGenerator, available
+from adaptune.generate.local import generate_batch
+from adaptune.generate.prompt import example_request
 from adaptune.memory.embed import Embedder
 from adaptune.types import Example
 
 BACKENDS = ("auto", "llamacpp", "transformers")
 
 
-class AnswerEngine(Protocol):
-    """Answers held-out questions with the base model or one adapter."""
+class AnswerEngine:
+    """Answers held-out questions with the base model or one adapter, through a generator."""
 
-    name: str
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+        self.name = generator.name
 
     def answers(
         self, adapter: Path | None, examples: Sequence[Example], context: bool, max_new: int
     ) -> list[str]:
-        """Greedy answers in the order of ``examples``."""
-        ...
+        """Greedy answers in the order of ``examples``; the adapter is keyed by its folder."""
+        requests = [example_request(ex, context, max_new, adapter) for ex in examples]
+        return [answer.text for answer in answer_all(self.generator, requests)]
 
 
-class TransformersAnswers:
-    """Generation with transformers (+ PEFT) on the evaluator's base model."""
+class EvaluatorGenerator:
+    """The evaluator's base model as a generator: transformers (+ PEFT), batched, each adapter
+    put on for its requests and taken off again."""
 
     name = "transformers"
 
     def __init__(self, evaluator: Any, max_len: int) -> None:
         self.evaluator, self.max_len = evaluator, max_len
 
-    def answers(
-        self, adapter: Path | None, examples: Sequence[Example], context: bool, max_new: int
-    ) -> list[str]:
-        """Batched greedy answers with ``adapter`` on the base (``None``: the base alone)."""
-        with self.evaluator.using(adapter) as model:
-            return generate_answers(
-                model,
-                self.evaluator.tokenizer,
-                examples,
-                max_new_tokens=max_new,
-                context=context,
-                max_len=self.max_len,
-            )
+    def ready(self) -> bool:
+        """Always: the evaluator holds the model."""
+        return True
+
+    def generate(self, request: Request) -> Answer:
+        """One answer (a batch of one)."""
+        return self.generate_batch([request])[0]
+
+    def generate_batch(self, requests: Sequence[Request]) -> list[Answer]:
+        """Batched greedy answers, in order, with each request's adapter (``None``: the base)."""
+        out: list[Answer] = []
+        for adapter, same in groupby(requests, key=lambda r: r.adapter_path):
+            with self.evaluator.using(adapter) as model:
+                tok = self.evaluator.tokenizer
+                out.extend(generate_batch(model, tok, list(same), max_len=self.max_len))
+        return out
 
 
-class LlamaCppAnswers:
+class TransformersAnswers(AnswerEngine):
+    """Generation with transformers (+ PEFT) on the evaluator's base model."""
+
+    def __init__(self, evaluator: Any, max_len: int) -> None:
+        super().__init__(EvaluatorGenerator(evaluator, max_len))
+
+
+class LlamaCppAnswers(AnswerEngine):
     """Generation with llama.cpp: the base GGUF once, each adapter converted on first use."""
 
-    name = "llamacpp"
-
     def __init__(self, home: Path, tokenizer: Any, max_len: int) -> None:
-        from adaptune.serve.llamacpp import LlamaCppGenerator
-
-        self.generator = LlamaCppGenerator(home=home, tokenizer=tokenizer, max_len=max_len)
-
-    def answers(
-        self, adapter: Path | None, examples: Sequence[Example], context: bool, max_new: int
-    ) -> list[str]:
-        """One greedy answer per example; the adapter is keyed by its folder."""
-        from adaptune.serve.generator import Request
-
-        out = []
-        for ex in examples:
-            request = Request(
-                question=ex.question,
-                context=tuple(example_context(ex)) if context else (),
-                signature=example_signature(ex),
-                adapter_version=str(adapter) if adapter else None,
-                adapter_path=adapter,
-                max_new_tokens=max_new,
-            )
-            out.append(self.generator.generate(request).text)
-        return out
+        super().__init__(LlamaCppGenerator(home=home, tokenizer=tokenizer, max_len=max_len))
 
 
 def answer_engine(
     backend: str, evaluator: Any, model: str | None, home: Path, max_len: int
 ) -> AnswerEngine:
     """``auto``: llama.cpp for the default model when ``adaptune[llamacpp]`` is installed."""
-    from adaptune.serve import llamacpp
-
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}.")
     if backend == "auto":
-        backend = "llamacpp" if llamacpp.available() and model is None else "transformers"
+        backend = "llamacpp" if available() and model is None else "transformers"
     if backend == "llamacpp":
         if model is not None:
             raise ConfigError(
                 "--backend llamacpp serves the default GGUF model only; use --backend "
                 "transformers with --model."
             )
-        if not llamacpp.available():
+        if not available():
             raise ConfigError("--backend llamacpp needs llama-cpp-python: adaptune[llamacpp].")
         return LlamaCppAnswers(home, evaluator.tokenizer, max_len)
     return TransformersAnswers(evaluator, max_len)

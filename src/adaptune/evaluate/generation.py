@@ -1,99 +1,24 @@
-"""Generated answers and how close they come to the real fix; the retrieval-only baseline.
+"""How close generated answers come to the real fix; the retrieval-only baseline.
 
-Generation is greedy (deterministic) from the same chat prompt as training, batched with left
-padding. Quality is ROUGE-L (longest common word subsequence) and the cosine of sentence
-embeddings against the reference fix. The retrieval baseline answers each held-out issue with
-the fix of the most similar earlier training issue: an adapter must beat it to claim knowledge
-beyond the similar-issue memory.
+The answers come from :mod:`adaptune.generate` (greedy, from the same chat prompt as training
+and the service). Quality is ROUGE-L (longest common word subsequence) and the cosine of
+sentence embeddings against the reference fix. The retrieval baseline answers each held-out
+issue with the fix of the most similar earlier training issue: an adapter must beat it to claim
+knowledge beyond the similar-issue memory.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-import torch
 
-from adaptune.evaluate.scoring import (
-    answer_target,
-    evaluating,
-    example_context,
-    example_signature,
-    prompt_ids,
-)
 from adaptune.memory.embed import Embedder
 from adaptune.memory.index import SimilarIndex
-from adaptune.train.format import IGNORE
 from adaptune.types import Example
 
 WORD = re.compile(r"\w+")
-
-
-def generate_answers(
-    model: Any,
-    tokenizer: Any,
-    examples: Sequence[Example],
-    max_new_tokens: int = 96,
-    context: bool = True,
-    batch_size: int = 8,
-    max_len: int = 1024,
-) -> list[str]:
-    """Greedy answers to the examples' questions, in order (special tokens removed).
-
-    ``context=True`` puts each example's ``meta["context"]`` in the prompt; prompts are cut to
-    ``max_len − max_new_tokens`` tokens the way training cuts them.
-    """
-    from transformers import GenerationConfig
-
-    prompts = [
-        prompt_ids(
-            tokenizer,
-            ex.question,
-            example_context(ex) if context else (),
-            example_signature(ex),
-            max_len - max_new_tokens,
-        )
-        for ex in examples
-    ]
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=stop_ids(tokenizer),
-    )
-    out: list[str] = []
-    with evaluating(model) as lm:
-        for start in range(0, len(prompts), batch_size):
-            ids, mask = _left_pad(prompts[start : start + batch_size], tokenizer.pad_token_id)
-            ids, mask = ids.to(lm.device), mask.to(lm.device)
-            new = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-            texts = tokenizer.batch_decode(new[:, ids.shape[1] :], skip_special_tokens=True)
-            out.extend(t.strip() for t in texts)
-    return out
-
-
-def stop_ids(tokenizer: Any) -> list[int]:
-    """The token that ends an assistant turn in the chat template, and the eos token."""
-    target = answer_target(tokenizer, "x")
-    turn_end = [i for i, label in zip(target.ids, target.labels, strict=True) if label != IGNORE][
-        -1
-    ]
-    if tokenizer.eos_token_id is None:
-        return [turn_end]
-    return list(dict.fromkeys([turn_end, tokenizer.eos_token_id]))
-
-
-def _left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, row in enumerate(rows):
-        ids[b, width - len(row) :] = torch.tensor(list(row))
-        mask[b, width - len(row) :] = 1
-    return ids, mask
 
 
 def rouge_l(pred: str, ref: str) -> float:

@@ -36,14 +36,9 @@ from typing import Any
 import numpy as np
 
 from adaptune.errors import ConfigError
-from adaptune.evaluate.scoring import (
-    Scorer,
-    answer_target,
-    evaluating,
-    example_context,
-    example_signature,
-    prompt_ids,
-)
+from adaptune.evaluate.scoring import Scorer
+from adaptune.generate.local import evaluating
+from adaptune.generate.prompt import answer_target, example_context, example_signature, prompt_ids
 from adaptune.memory.embed import Embedder
 from adaptune.train.format import encode
 from adaptune.types import Example

@@ -18,8 +18,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,79 +26,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from adaptune.generate.local import evaluating
+from adaptune.generate.prompt import Target, example_context, example_signature, split_prompt
 from adaptune.train.format import IGNORE, Encoded, encode
-from adaptune.train.loss import causal_lm, head_only_matches
+from adaptune.train.loss import head_only_matches
 from adaptune.types import Example
-
-NO_LIMIT = 1 << 30
-"""A ``max_len`` that never cuts (candidate answers are cut by token count instead)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """An answer as the tokens that follow any prompt: ids, and labels (IGNORE: no loss)."""
-
-    ids: tuple[int, ...]
-    labels: tuple[int, ...]
-
-
-def example_context(example: Example) -> list[tuple[str, str]]:
-    """The retrieved ``(title, fix)`` pairs in ``meta["context"]`` (none when absent)."""
-    return [(str(t), str(f)) for t, f in example.meta.get("context") or []]
-
-
-def example_signature(example: Example) -> str | None:
-    """The error signature encode keeps when it must cut the question."""
-    return example.signature or example.meta.get("signature")
-
-
-def split_prompt(encoded: Encoded) -> tuple[list[int], Target]:
-    """An encoded example as its prompt ids and its answer :class:`Target`."""
-    at = next(i for i, label in enumerate(encoded.labels) if label != IGNORE)
-    return list(encoded.input_ids[:at]), Target(encoded.input_ids[at:], encoded.labels[at:])
-
-
-def answer_target(tokenizer: Any, answer: str, max_tokens: int | None = None) -> Target:
-    """The answer's tokens as the chat template renders them, cut to the first ``max_tokens``.
-
-    The assistant turn renders the same after any user turn, so one target serves every
-    prompt. A cut answer loses its end-of-turn token with its tail.
-    """
-    _, target = split_prompt(encode(tokenizer, "", answer, max_len=NO_LIMIT))
-    if max_tokens is None:
-        return target
-    if max_tokens < 1:
-        raise ValueError("max_tokens must be at least 1")
-    return Target(target.ids[:max_tokens], target.labels[:max_tokens])
-
-
-def prompt_ids(
-    tokenizer: Any,
-    question: str,
-    context: Sequence[tuple[str, str]] = (),
-    signature: str | None = None,
-    budget: int = 1024,
-) -> list[int]:
-    """The chat prompt up to the assistant's turn, at most ``budget`` tokens.
-
-    Cut the way :func:`encode` cuts (retrieved context first, then the question's tail).
-    """
-    placeholder = len(answer_target(tokenizer, ".").ids)
-    encoded = encode(tokenizer, question, ".", context, signature, budget + placeholder)
-    return split_prompt(encoded)[0]
-
-
-@contextmanager
-def evaluating(model: Any) -> Iterator[Any]:
-    """The causal LM inside ``model`` (LoRA layers active), in eval and inference mode."""
-    lm = causal_lm(model)
-    was_training = lm.training
-    lm.eval()
-    try:
-        with torch.inference_mode():
-            yield lm
-    finally:
-        lm.train(was_training)
 
 
 def answer_nll(
@@ -200,7 +131,7 @@ def _head_only(model: Any, lm: Any, encoded: Encoded) -> bool:
 class Scorer:
     """Scores candidate answers after a prompt, sharing the prompt's cache when that is exact.
 
-    Make one with :meth:`build` inside :func:`evaluating`.
+    Make one with :meth:`build` inside :func:`~adaptune.generate.local.evaluating`.
     """
 
     lm: Any

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from adaptune.evaluate.scoring import evaluating, nll_rows, pad_rows
+from adaptune.evaluate.scoring import nll_rows, pad_rows
+from adaptune.generate.local import evaluating
 
 
 def text_nll(

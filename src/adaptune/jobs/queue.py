@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
@@ -34,6 +34,26 @@ STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 ACTIVE = (QUEUED, RUNNING)
 _CLAIM_ROUNDS = 20
 _CANDIDATES = 8
+
+
+class JobView(TypedDict):
+    """A job as JSON-ready data (times as ISO 8601), as the HTTP API shows it.
+
+    The service's response model (``adaptune.serve.schemas.JobOut``) is made from these fields.
+    """
+
+    id: str
+    domain: str | None
+    kind: str
+    state: str
+    trigger: str
+    payload: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
 
 
 @dataclass(frozen=True)
@@ -56,26 +76,26 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JobView:
         """The job as JSON-ready data (times as ISO 8601), as the HTTP API shows it."""
 
         def iso(t: datetime | None) -> str | None:
             return t.isoformat() if t else None
 
-        return {
-            "id": self.id,
-            "domain": self.domain,
-            "kind": self.kind,
-            "state": self.state,
-            "trigger": self.trigger,
-            "payload": self.payload,
-            "result": self.result,
-            "error": self.error,
-            "attempts": self.attempts,
-            "created_at": iso(self.created_at),
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-        }
+        return JobView(
+            id=self.id,
+            domain=self.domain,
+            kind=self.kind,
+            state=self.state,
+            trigger=self.trigger,
+            payload=self.payload,
+            result=self.result,
+            error=self.error,
+            attempts=self.attempts,
+            created_at=iso(self.created_at),
+            started_at=iso(self.started_at),
+            finished_at=iso(self.finished_at),
+        )
 
 
 def _job(row: Any) -> Job:

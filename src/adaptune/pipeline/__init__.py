@@ -17,13 +17,16 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adaptune.dataset.artifacts import DatasetError, find_build, iter_examples, read_manifest
 from adaptune.errors import ConfigError
 from adaptune.store import Store
 from adaptune.store.domains import resolve_domain
 from adaptune.types import Example
+
+if TYPE_CHECKING:  # the registry is imported where it is used, not when this module loads
+    from adaptune.registry.records import AdapterVersion
 
 CONTEXTS = ("retrieved", "none")
 
@@ -37,8 +40,8 @@ class Plan:
     window: str
     windows: tuple[str, ...]
     examples: tuple[Example, ...]
-    parent: Any
-    """The parent :class:`~adaptune.registry.records.AdapterVersion`, or ``None``."""
+    parent: AdapterVersion | None
+    """The version it is trained from, or ``None`` (from the base model)."""
     run_dir: Path
     context: str
     """``retrieved`` (similar resolved issues in every prompt) or ``none``."""

@@ -12,8 +12,8 @@ Entry points: :func:`register`, :func:`get`, :func:`list_versions`, :func:`resol
 
 from __future__ import annotations
 
+from adaptune.errors import RegistryError
 from adaptune.registry.aliases import promote, resolve, rollback
-from adaptune.registry.errors import RegistryError
 from adaptune.registry.export import BaseLoader, default_loader, export
 from adaptune.registry.gate import GateDecision, gate
 from adaptune.registry.records import ALIASES, AdapterVersion, Deleted

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from adaptune.registry.errors import RegistryError
+from adaptune.errors import RegistryError
 from adaptune.registry.records import AdapterVersion, from_row, to_row
 from adaptune.store import schema
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from adaptune.registry.errors import RegistryError
+from adaptune.errors import RegistryError
 from adaptune.registry.files import (
     CONFIG,
     MANIFEST,
@@ -173,7 +173,7 @@ def _write_adapter(rec: AdapterVersion, tmp: Path, format: ExportFormat) -> None
 
 
 def _write_gguf(rec: AdapterVersion, tmp: Path, base_gguf: Path | None) -> None:
-    from adaptune.registry.gguf_lora import convert
+    from adaptune.generate.gguf_lora import convert
 
     if base_gguf is None:
         from adaptune.train.model import DEFAULT_ID, GGUF_FILE, gguf_folder

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from adaptune.registry.errors import RegistryError
+from adaptune.errors import RegistryError
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"

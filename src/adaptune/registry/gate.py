@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from adaptune.registry.errors import RegistryError
+from adaptune.errors import RegistryError
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from adaptune.registry.errors import RegistryError
+from adaptune.errors import RegistryError
 
 ALIASES = ("production", "candidate")
 """The alias names a domain can point at one of its versions."""

@@ -21,9 +21,9 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from adaptune import __version__
+from adaptune.errors import RegistryError
 from adaptune.registry import catalog
 from adaptune.registry.aliases import alias_target
-from adaptune.registry.errors import RegistryError
 from adaptune.registry.files import (
     MANIFEST,
     WEIGHTS,

@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from adaptune.errors import RegistryError
 from adaptune.registry import catalog
 from adaptune.registry.aliases import CLEARED_BY_DELETE, clear_alias
-from adaptune.registry.errors import RegistryError
 from adaptune.registry.files import (
     MANIFEST,
     check_folder,

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute
 
 from adaptune import __version__
 from adaptune.errors import AdaptuneError, ConfigError, DomainError, StoreError
+from adaptune.generate import GenerationError, Generator
 from adaptune.serve.auth import LoginRequired
 from adaptune.serve.settings import ServeSettings, serve_settings
 from adaptune.serve.state import ServiceState
@@ -120,7 +121,6 @@ async def _too_large(send: Any, limit: int) -> None:
 def _status_of(exc: AdaptuneError) -> int:
     from adaptune.feedback import FeedbackError
     from adaptune.registry import RegistryError
-    from adaptune.serve.generator import GenerationError
     from adaptune.serve.tickets import TicketNotFound
 
     if isinstance(exc, TicketNotFound | FeedbackError):
@@ -330,13 +330,16 @@ def _warm(state: ServiceState) -> None:
         log.exception("warm-up failed")
 
 
-def default_generator(settings: ServeSettings, store: Store) -> Any:
-    """The generator ``settings.generator`` names (``None`` for ``none``)."""
-    from adaptune.serve.generator import LocalGenerator, OpenAIGenerator
+def default_generator(settings: ServeSettings, store: Store) -> Generator | None:
+    """The generator ``settings.generator`` names (``None`` for ``none``).
 
+    Each engine is imported when it is chosen: the local ones load torch and transformers.
+    """
     if settings.generator == "none":
         return None
     if settings.generator == "openai":
+        from adaptune.generate.openai import OpenAIGenerator
+
         if not settings.openai_base_url:
             raise ConfigError("ADAPTUNE_GENERATOR=openai needs ADAPTUNE_OPENAI_BASE_URL.")
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
@@ -345,14 +348,16 @@ def default_generator(settings: ServeSettings, store: Store) -> Any:
     if settings.generator == "llamacpp" or (
         settings.generator == "auto" and _llamacpp_fits(settings)
     ):
-        from adaptune.serve.llamacpp import LlamaCppGenerator
+        from adaptune.generate.llamacpp import LlamaCppGenerator
 
         return LlamaCppGenerator(settings.gguf, home=home, model_path=settings.model)
+    from adaptune.generate.local import LocalGenerator
+
     return LocalGenerator(model_path=settings.model, home=home)
 
 
 def _llamacpp_fits(settings: ServeSettings) -> bool:
     """``auto``: llama.cpp serves when installed and the base model exists as a GGUF."""
-    from adaptune.serve.llamacpp import available
+    from adaptune.generate.llamacpp import available
 
     return available() and (settings.gguf is not None or settings.model is None)

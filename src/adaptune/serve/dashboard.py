@@ -26,6 +26,7 @@ from adaptune.pages import environment, policy
 from adaptune.serve.auth import require
 from adaptune.serve.public import public
 from adaptune.serve.sessions import COOKIE
+from adaptune.serve.state import ServiceState
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["dashboard"])
@@ -89,7 +90,9 @@ def svg_line(points: list[tuple[str, float | None]], width: int = 520, height: i
     )
 
 
-def latest_issues(state: Any, sources: tuple[str, ...], limit: int = 8) -> list[dict[str, Any]]:
+def latest_issues(
+    state: ServiceState, sources: tuple[str, ...], limit: int = 8
+) -> list[dict[str, Any]]:
     """The domain's most recently updated stored issues (what the trackers just sent)."""
     from sqlalchemy import or_, select, tuple_
 
@@ -118,7 +121,7 @@ def latest_issues(state: Any, sources: tuple[str, ...], limit: int = 8) -> list[
     ]
 
 
-def gather(state: Any) -> dict[str, Any]:
+def gather(state: ServiceState) -> dict[str, Any]:
     """Everything the page shows, per domain."""
     from adaptune.feedback import win_rates
     from adaptune.jobs import list_jobs

@@ -6,9 +6,11 @@ Request bodies are strict: ``0`` is not ``false``, ``"3"`` is not ``3``, ``NaN``
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from adaptune.jobs.queue import JobView
 
 
 class TicketIn(BaseModel):
@@ -113,21 +115,15 @@ class TrainJobIn(BaseModel):
     )
 
 
-class JobOut(BaseModel):
-    """A job of the queue."""
+def _model_of(view: type) -> type[BaseModel]:
+    """A model with the fields of the TypedDict ``view``: same names, types and order, all
+    required, so the response model cannot drift from the data it validates."""
+    fields: dict[str, Any] = {name: (tp, ...) for name, tp in get_type_hints(view).items()}
+    return create_model(f"_{view.__name__}", **fields)
 
-    id: str
-    domain: str | None
-    kind: str
-    state: str
-    trigger: str
-    payload: dict[str, Any]
-    result: dict[str, Any] | None
-    error: str | None
-    attempts: int
-    created_at: str | None
-    started_at: str | None
-    finished_at: str | None
+
+class JobOut(_model_of(JobView)):  # type: ignore[misc]
+    """A job of the queue."""
 
 
 class RollbackIn(BaseModel):

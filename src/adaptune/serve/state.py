@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from adaptune.generate import Generator
 from adaptune.serve.auth import RateLimiter
 from adaptune.serve.metrics import Metrics
 from adaptune.serve.sessions import Sessions
@@ -35,7 +36,7 @@ class ServiceState:
         self,
         store: Store,
         settings: ServeSettings,
-        generator: Any = None,
+        generator: Generator | None = None,
         embedder: Any = None,
     ) -> None:
         self.store = store

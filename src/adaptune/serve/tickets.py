@@ -12,14 +12,20 @@ import logging
 import random
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from adaptune.errors import AdaptuneError, DomainError
+from adaptune.generate import GenerationError, Request
+from adaptune.serve.schemas import TicketIn
+from adaptune.serve.state import ServiceState
 from adaptune.store import schema
 from adaptune.store.domains import domain_of, list_domains, resolve_domain
 from adaptune.types import Issue
+
+if TYPE_CHECKING:  # the registry is imported where it is used, not when this module loads
+    from adaptune.registry.records import AdapterVersion
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +34,7 @@ class TicketNotFound(AdaptuneError):
     """No ticket has that id."""
 
 
-def route(state: Any, domain: str | None, repo: str | None) -> str:
+def route(state: ServiceState, domain: str | None, repo: str | None) -> str:
     """The domain a ticket belongs to: named, or by its repo / Jira project, or the only one."""
     with state.store.begin() as conn:
         if domain:
@@ -47,7 +53,7 @@ def route(state: Any, domain: str | None, repo: str | None) -> str:
     raise DomainError(f"Name the ticket's domain or repo: one of {', '.join(names)}.")
 
 
-def choose_arm(state: Any, domain: str) -> tuple[str, Any, list[str]]:
+def choose_arm(state: ServiceState, domain: str) -> tuple[str, AdapterVersion | None, list[str]]:
     """``(arm, AdapterVersion | None, warnings)``: the candidate for the A/B share, else
     production; a version whose files are broken is skipped for the previous production one
     (the last good adapter keeps serving), and the base model answers when none is usable."""
@@ -91,7 +97,7 @@ def _question(title: str, body: str, labels: list[str]) -> tuple[str, dict]:
     return question_text(issue)
 
 
-def answer(state: Any, ticket: Any, client: str | None) -> dict[str, Any]:
+def answer(state: ServiceState, ticket: TicketIn, client: str | None) -> dict[str, Any]:
     """Handle ``POST /v1/tickets``: returns the stored ticket in the API's shape."""
     domain = route(state, ticket.domain, ticket.repo)
     settings = state.settings
@@ -132,10 +138,13 @@ def answer(state: Any, ticket: Any, client: str | None) -> dict[str, Any]:
 
 
 def _generate(
-    state: Any, domain: str, ticket: Any, question: str, facts: dict, similar: list[dict]
+    state: ServiceState,
+    domain: str,
+    ticket: TicketIn,
+    question: str,
+    facts: dict,
+    similar: list[dict],
 ) -> tuple[dict | None, str | None]:
-    from adaptune.serve.generator import GenerationError, Request
-
     arm, version, warnings = choose_arm(state, domain)
     k = state.settings.context_k
     context = tuple((h["title"], h["solution"]) for h in similar if h.get("solution"))[:k]
@@ -192,7 +201,7 @@ def _shape(row: dict) -> dict[str, Any]:
     }
 
 
-def fetch(state: Any, ticket_id: str) -> dict[str, Any]:
+def fetch(state: ServiceState, ticket_id: str) -> dict[str, Any]:
     """A stored ticket in the API's shape, with its feedback."""
     from adaptune.feedback import ticket_feedback
 
@@ -204,7 +213,7 @@ def fetch(state: Any, ticket_id: str) -> dict[str, Any]:
     return {**_shape(dict(row)), "feedback": ticket_feedback(state.store, ticket_id)}
 
 
-def recent(state: Any, domain: str, limit: int = 10) -> list[dict[str, Any]]:
+def recent(state: ServiceState, domain: str, limit: int = 10) -> list[dict[str, Any]]:
     """The domain's newest tickets, for the dashboard."""
     t = schema.tickets
     with state.store.begin() as conn:

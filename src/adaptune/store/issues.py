@@ -7,19 +7,21 @@ re-running any ingest never duplicates and never goes back in time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, bindparam, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, bindparam, select, tuple_, update
 
 from adaptune.store import schema
 from adaptune.store.rows import comment_to_row, issue_to_row, row_to_comment, row_to_issue
 from adaptune.types import Comment, Issue
 
 CHUNK = 500
+
+T = TypeVar("T", Issue, Comment)
 
 
 @dataclass(slots=True)
@@ -53,36 +55,68 @@ def _aware(dt: datetime) -> datetime:
 
 def upsert_issues(conn: Connection, issues: Iterable[Issue]) -> UpsertCounts:
     """Insert new issues and replace older versions; the caller commits."""
-    t = schema.issues
-    rows = list(issues)
-    batch = _newest(rows, key=lambda i: (i.source, i.repo, i.number))
-    # An older copy of an issue the same batch also holds is left alone: counted unchanged.
-    counts = UpsertCounts(unchanged=len(rows) - len(batch))
     now = datetime.now(UTC)
+    return _upsert(
+        conn,
+        issues,
+        table=schema.issues,
+        key_cols=("source", "repo", "number"),
+        key=lambda i: (i.source, i.repo, i.number),
+        to_row=lambda i: issue_to_row(i, now),
+    )
+
+
+def upsert_comments(conn: Connection, comments: Iterable[Comment]) -> UpsertCounts:
+    """Insert new comments and replace edited ones; the caller commits."""
+    return _upsert(
+        conn,
+        comments,
+        table=schema.comments,
+        key_cols=("source", "repo", "comment_id"),
+        key=lambda c: (c.source, c.repo, c.comment_id),
+        to_row=comment_to_row,
+    )
+
+
+def _upsert(
+    conn: Connection,
+    items: Iterable[T],
+    table: Table,
+    key_cols: tuple[str, ...],
+    key: Callable[[T], tuple[Any, ...]],
+    to_row: Callable[[T], dict[str, Any]],
+) -> UpsertCounts:
+    """Insert the items not stored yet and replace stored rows older than the item.
+
+    ``key`` gives an item's identity, matching the values of ``key_cols`` in ``table``;
+    ``to_row`` gives its column values.
+    """
+    rows = list(items)
+    batch = _newest(rows, key=key)
+    # An older copy of an item the same batch also holds is left alone: counted unchanged.
+    counts = UpsertCounts(unchanged=len(rows) - len(batch))
+    kcols = [table.c[name] for name in key_cols]
     for chunk in _chunks(list(batch.values())):
-        keys = [(i.source, i.repo, i.number) for i in chunk]
         found = {
-            (r.source, r.repo, r.number): (r.id, r.updated_at)
+            tuple(getattr(r, name) for name in key_cols): (r.id, r.updated_at)
             for r in conn.execute(
-                select(t.c.id, t.c.source, t.c.repo, t.c.number, t.c.updated_at).where(
-                    tuple_(t.c.source, t.c.repo, t.c.number).in_(keys)
+                select(table.c.id, *kcols, table.c.updated_at).where(
+                    tuple_(*kcols).in_([key(item) for item in chunk])
                 )
             )
         }
         new_rows, changed = [], []
-        for issue in chunk:
-            hit = found.get((issue.source, issue.repo, issue.number))
+        for item in chunk:
+            hit = found.get(key(item))
             if hit is None:
-                new_rows.append(issue_to_row(issue, now))
-            elif _aware(issue.updated_at) > hit[1]:
-                row = issue_to_row(issue, now)
-                row["b_id"] = hit[0]
-                changed.append(row)
+                new_rows.append(to_row(item))
+            elif _aware(item.updated_at) > hit[1]:
+                changed.append({**to_row(item), "b_id": hit[0]})
             else:
                 counts.unchanged += 1
         if new_rows:
-            conn.execute(t.insert(), new_rows)
-        replace_older(conn, t, changed)
+            conn.execute(table.insert(), new_rows)
+        replace_older(conn, table, changed)
         counts.inserted += len(new_rows)
         counts.updated += len(changed)
     return counts
@@ -105,39 +139,6 @@ def replace_older(conn: Connection, table: Any, changed: list[dict[str, Any]]) -
         .values(cols)
     )
     conn.execute(stmt, [{**row, "b_new": row["updated_at"]} for row in changed])
-
-
-def upsert_comments(conn: Connection, comments: Iterable[Comment]) -> UpsertCounts:
-    """Insert new comments and replace edited ones; the caller commits."""
-    t = schema.comments
-    rows = list(comments)
-    batch = _newest(rows, key=lambda c: (c.source, c.repo, c.comment_id))
-    counts = UpsertCounts(unchanged=len(rows) - len(batch))
-    for chunk in _chunks(list(batch.values())):
-        keys = [(c.source, c.repo, c.comment_id) for c in chunk]
-        found = {
-            (r.source, r.repo, r.comment_id): (r.id, r.updated_at)
-            for r in conn.execute(
-                select(t.c.id, t.c.source, t.c.repo, t.c.comment_id, t.c.updated_at).where(
-                    tuple_(t.c.source, t.c.repo, t.c.comment_id).in_(keys)
-                )
-            )
-        }
-        new_rows, changed = [], []
-        for c in chunk:
-            hit = found.get((c.source, c.repo, c.comment_id))
-            if hit is None:
-                new_rows.append(comment_to_row(c))
-            elif _aware(c.updated_at) > hit[1]:
-                changed.append({**comment_to_row(c), "b_id": hit[0]})
-            else:
-                counts.unchanged += 1
-        if new_rows:
-            conn.execute(t.insert(), new_rows)
-        replace_older(conn, t, changed)
-        counts.inserted += len(new_rows)
-        counts.updated += len(changed)
-    return counts
 
 
 def select_issues(

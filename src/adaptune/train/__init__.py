@@ -1,15 +1,15 @@
 """Train: examples + parent adapter → a new LoRA adapter, in PEFT format.
 
-:func:`train` is the stage's entry. Reading order: :mod:`~adaptune.train.strategies` (which
-examples), :mod:`~adaptune.train.model` (base model), :mod:`~adaptune.train.format` (chat
-template, answer-only labels, truncation), :mod:`~adaptune.train.packing`,
-:mod:`~adaptune.train.lora`, :mod:`~adaptune.train.loss` (head only at answer positions),
-:mod:`~adaptune.train.attention` (each packed example attended alone;
-:mod:`~adaptune.train.blocked` in bf16 on a CPU),
-:mod:`~adaptune.train.mlp` (a leaner MLP backward), :mod:`~adaptune.train.norm` (and norm
-backward), :mod:`~adaptune.train.precision` (bf16
-where native), :mod:`~adaptune.train.loop` and
-:mod:`~adaptune.train.checkpoint`.
+:func:`train` is the stage's entry. Reading order: :mod:`~adaptune.train.config` (the run's
+settings and hash), :mod:`~adaptune.train.strategies` (which examples),
+:mod:`~adaptune.train.model` (base model), :mod:`~adaptune.train.format` (chat template,
+answer-only labels, truncation), :mod:`~adaptune.train.packing`, :mod:`~adaptune.train.lora`,
+:mod:`~adaptune.train.dropout` (the LoRA dropout draw), :mod:`~adaptune.train.loss` (head only
+at answer positions), :mod:`~adaptune.train.precision` (bf16 where native),
+:mod:`~adaptune.train.memory`, :mod:`~adaptune.train.loop` and
+:mod:`~adaptune.train.checkpoint`. The CPU speed-ups that change how a step runs but not what it
+computes live in :mod:`adaptune.train.fast`, applied by one call
+(:func:`~adaptune.train.fast.accelerate`, off with ``TrainConfig.fast=False``).
 """
 
 from __future__ import annotations
@@ -25,19 +25,16 @@ import numpy as np
 import torch
 
 from adaptune.train import lora, precision
-from adaptune.train.attention import packed_attention
 from adaptune.train.checkpoint import CheckpointError
 from adaptune.train.config import TrainConfig, TrainResult, data_hash, run_hash
 from adaptune.train.dropout import share_lora_dropout
+from adaptune.train.fast import accelerate
 from adaptune.train.format import Encoded, encode_example
 from adaptune.train.loop import LoopState, Progress, ProgressFn, device, run, world
 from adaptune.train.loss import causal_lm, head_only_matches
 from adaptune.train.memory import return_freed_memory
-from adaptune.train.mlp import frozen_mlps
 from adaptune.train.model import BaseInfo, describe, load_base
-from adaptune.train.norm import frozen_norms
 from adaptune.train.packing import collate, isolates, pack
-from adaptune.train.rope_attention import rope_in_kernel
 from adaptune.train.strategies import Selection, select
 from adaptune.types import Example
 
@@ -89,12 +86,7 @@ def train(
         share_lora_dropout(peft_model)
     try:
         peft_model.to(device())
-        with (
-            packed_attention(causal_lm(peft_model)),
-            rope_in_kernel(peft_model),
-            frozen_mlps(peft_model),
-            frozen_norms(peft_model),
-        ):
+        with accelerate(peft_model, config):
             head_only, packs = _checks(peft_model, encoded[0])
             rows = pack(encoded, config.max_len, enabled=packs)
             root, pad_id = out_dir / "checkpoints", tokenizer.pad_token_id

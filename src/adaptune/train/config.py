@@ -76,6 +76,15 @@ class TrainConfig:
     :mod:`adaptune.train.memory`): peak RSS stays at what is live, but every fresh page
     faults (measured by hand: 165 against 223 real tokens/s at two 1,024-token rows per
     forward; ``bench/train_throughput.py --release-memory`` re-measures it)."""
+    fast: bool = True
+    """Apply the CPU speed-ups of :mod:`adaptune.train.fast` for the run (its
+    :func:`~adaptune.train.fast.accelerate`): each packed example attended on its own, in bf16
+    on a CPU by the blocked or compiled kernel with the rotary embedding inside, frozen MLPs and
+    RMSNorms with leaner backward passes and one-pass compiled kernels. They change how a step
+    runs, not what it computes (the same sums, rounded differently in bf16), so the run hash
+    leaves this out. ``False``: the model's own transformers forward everywhere, to compare or
+    debug. ``ADAPTUNE_NATIVE_KERNELS=0`` turns off the compiled kernels only; the LoRA dropout
+    draw is ``dropout_draw``'s either way."""
     precision: Precision = "auto"
     """``bf16``: the forward pass's matmuls in bf16 under autocast, LoRA weights, optimizer and
     loss in fp32 (:mod:`adaptune.train.precision`); ``fp32``: everything in fp32; ``auto``:
@@ -147,7 +156,7 @@ def data_hash(examples: Sequence[Example]) -> str:
     return digest.hexdigest()
 
 
-_NOT_IN_HASH = ("checkpoint_every", "grad_checkpointing", "release_memory")
+_NOT_IN_HASH = ("checkpoint_every", "grad_checkpointing", "release_memory", "fast")
 """Settings that change how a run is executed but not what it computes."""
 
 

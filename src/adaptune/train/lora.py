@@ -24,7 +24,10 @@ log = logging.getLogger(__name__)
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 """Module names LoRA targets by default: the attention projections of Llama-style models."""
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+ADAPTER_FILES = (WEIGHTS, CONFIG)
+"""The files without which a folder is not a PEFT adapter."""
 MANIFEST = "adaptune-train.json"
 """Written beside the adapter: config, base model, parent, data hash, cost."""
 

@@ -11,13 +11,13 @@ fp32 (:mod:`~adaptune.train.loss`). The saved adapter is fp32 either way.
 
 ``auto`` (the default) picks ``bf16`` only where it is native and ``fp32`` elsewhere: on a CPU
 without those instructions bf16 is emulated and slower than fp32. ``ADAPTUNE_TRAIN_PRECISION``
-(``fp32`` or ``bf16``) overrides what ``auto`` picks, for every run on the machine (the test
-suite sets ``fp32`` so that its numbers do not depend on the CPU it runs on).
+(``fp32`` or ``bf16``, read through :func:`adaptune.config.train_precision`) overrides what
+``auto`` picks, for every run on the machine (the test suite sets ``fp32`` so that its numbers do
+not depend on the CPU it runs on).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -26,10 +26,11 @@ from typing import Literal
 
 import torch
 
+from adaptune.config import TRAIN_PRECISION_ENV, train_precision
 from adaptune.train.config import PRECISIONS
 
 _CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-ENV = "ADAPTUNE_TRAIN_PRECISION"
+ENV = TRAIN_PRECISION_ENV
 """Environment variable that says what ``auto`` means on this machine (``fp32`` or ``bf16``)."""
 
 
@@ -53,11 +54,9 @@ def resolve(precision: str, device: torch.device) -> Literal["fp32", "bf16"]:
         return precision  # type: ignore[return-value]
     if precision != "auto":
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    chosen = os.environ.get(ENV, "").strip().lower()
-    if chosen in ("fp32", "bf16"):
-        return chosen  # type: ignore[return-value]
-    if chosen:
-        raise ValueError(f"{ENV} must be fp32 or bf16, not {chosen!r}")
+    chosen = train_precision()
+    if chosen is not None:
+        return chosen
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu":

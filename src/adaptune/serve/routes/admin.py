@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -12,6 +14,10 @@ from adaptune.serve.auth import require
 from adaptune.serve.public import public
 from adaptune.serve.routes.tickets import ERRORS
 from adaptune.serve.schemas import JobOut, RollbackIn, TrainJobIn
+from adaptune.serve.state import ServiceState
+
+if TYPE_CHECKING:  # the registry is imported where it is used, not when this module loads
+    from adaptune.registry.records import AdapterVersion
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
@@ -26,7 +32,7 @@ async def list_adapters(request: Request, domain: str | None = Query(None)) -> l
     return public([v.summary() for v in versions])
 
 
-def _after_promotion(state: Any, rec: Any, event: str) -> None:
+def _after_promotion(state: ServiceState, rec: AdapterVersion, event: str) -> None:
     """Load the new adapter ahead of traffic and tell the notification webhooks."""
     preload = getattr(state.generator, "preload", None)
     if callable(preload):
@@ -47,7 +53,7 @@ def _after_promotion(state: Any, rec: Any, event: str) -> None:
         threading.Thread(target=deliver_due, args=(state.store, secret), daemon=True).start()
 
 
-def _safe_preload(preload: Any, rec: Any) -> None:
+def _safe_preload(preload: Callable[[str, Path], object], rec: AdapterVersion) -> None:
     import logging
 
     try:

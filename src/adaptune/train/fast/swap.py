@@ -1,12 +1,13 @@
 """A training-only ``forward`` swapped into a model's modules for the length of a run.
 
-:mod:`~adaptune.train.mlp` and :mod:`~adaptune.train.norm` replace the forward of frozen MLPs
-and norms while training. Each module gets a subclass of its own class whose ``forward`` is the
-replacement, and its class back on exit, rather than an instance ``forward``: transformers 5
-with the ``kernels`` package runs ``kernelize`` on every ``train()``/``eval()`` of a model loaded
-with kernels on, and that resets the instance ``forward`` of the layers it knows (RMSNorm among
-them) to their class's. The replacement calls ``super(type(self), self).forward(...)`` for the
-module's own computation (outside training).
+:mod:`~adaptune.train.fast.mlp`, :mod:`~adaptune.train.fast.norm` and
+:mod:`~adaptune.train.fast.rope_attention` replace the forward of frozen MLPs, norms and
+attention layers while training. Each module gets a subclass of its own class whose ``forward``
+is the replacement, and its class back on exit, rather than an instance ``forward``:
+transformers 5 with the ``kernels`` package runs ``kernelize`` on every ``train()``/``eval()``
+of a model loaded with kernels on, and that resets the instance ``forward`` of the layers it
+knows (RMSNorm among them) to their class's. The replacement calls
+``super(type(self), self).forward(...)`` for the module's own computation (outside training).
 """
 
 from __future__ import annotations

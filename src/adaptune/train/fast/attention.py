@@ -13,9 +13,9 @@ and only the causal half of each example's scores. Anything else (a padding mask
 positions that are not runs of ``0, 1, …``) goes to transformers' own ``sdpa`` unchanged, so the
 implementation is safe to leave on for evaluation and generation. Where the attention computes
 in bf16 on a CPU (bf16 autocast in training, :mod:`~adaptune.train.precision`), each example goes
-to :func:`adaptune.train.native.causal_attention` instead where the CPU has AVX-512 BF16 and
+to :func:`adaptune.train.fast.native.causal_attention` instead where the CPU has AVX-512 BF16 and
 the heads have 64 dimensions (one compiled kernel per example), else to
-:func:`adaptune.train.blocked.causal_attention`; both skip the masked half too and run faster
+:func:`adaptune.train.fast.blocked.causal_attention`; both skip the masked half too and run faster
 than the flash kernel (``bench/attention_kernel.py``).
 :func:`packed_attention` switches a model to it for the length of a training run. It relies
 on the model handing ``position_ids`` to its attention function, as transformers' Llama-style
@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from adaptune.train import native
-from adaptune.train.blocked import causal_attention
+from adaptune.train.fast import native
+from adaptune.train.fast.blocked import causal_attention
 
 NAME = "adaptune_packed"
 """The attention implementation's registered name."""
@@ -113,7 +113,7 @@ def packed_attention_forward(
 
 def _blocked_bf16(query: torch.Tensor, dropout: float) -> bool:
     """Whether this attention computes in bf16 on a CPU (bf16 inputs, or bf16 autocast) with no
-    dropout: then :func:`~adaptune.train.blocked.causal_attention` is the faster kernel."""
+    dropout: then :func:`~adaptune.train.fast.blocked.causal_attention` is the faster kernel."""
     if query.device.type != "cpu" or dropout:
         return False
     if query.dtype == torch.bfloat16:

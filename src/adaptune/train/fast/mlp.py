@@ -11,7 +11,7 @@ MLPs whose projections carry LoRA layers or train (``--target all-linear``) keep
 Under autocast (bf16 training, :mod:`~adaptune.train.precision`) the input and weights are cast
 before the function runs, so its backward, which autocast does not reach, computes in bf16 too.
 ``silu(gate) · up`` and its gradients are one compiled pass each where the kernels run
-(:mod:`~adaptune.train.fused`), PyTorch operations elsewhere.
+(:mod:`~adaptune.train.fast.fused`), PyTorch operations elsewhere.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adaptune.train import fused
+from adaptune.train.fast import fused
+from adaptune.train.fast.swap import training_forward
 from adaptune.train.precision import autocast_dtype
-from adaptune.train.swap import training_forward
 
 
 def _gated(
@@ -112,7 +112,7 @@ def _same(module: nn.Module) -> bool:
 @contextmanager
 def frozen_mlps(model: nn.Module) -> Iterator[int]:
     """Inside, every eligible MLP of ``model`` trains through :class:`_FrozenGatedMLP`; yields
-    how many were swapped (:func:`~adaptune.train.swap.training_forward`: their own class is
+    how many were swapped (:func:`~adaptune.train.fast.swap.training_forward`: their own class is
     back on exit, and an MLP class that computes something else, checked on one of each, keeps
     its own forward)."""
     with training_forward(filter(_eligible, model.modules()), _forward, _same) as swapped:

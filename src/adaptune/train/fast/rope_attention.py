@@ -7,15 +7,15 @@ a concatenation, a second multiply and a sum each, and as many again backward), 
 few multiply-adds per element. Measured on 2026-12-07 with 4-step bf16 runs of
 ``bench/train_throughput.py --variants adaptune`` (8 rows of 1,024 tokens): 446 real tokens/s
 with the rotation outside the kernel, 458 with it inside.
-:func:`adaptune.train.native.causal_attention` can rotate q and k itself as it packs them, and
+:func:`adaptune.train.fast.native.causal_attention` can rotate q and k itself as it packs them, and
 send the gradients back through the rotation as it writes them.
 
 :func:`rope_in_kernel` swaps a training-only ``forward`` into the model's attention layers (by
-subclass, :func:`~adaptune.train.swap.training_forward`): the layer's own projections (with their
-LoRA layers), then the compiled kernel per packed example with the rotation inside, then the
-output projection. It runs only where the packed path would reach the compiled kernel anyway:
+subclass, :func:`~adaptune.train.fast.swap.training_forward`): the layer's own projections (with
+their LoRA layers), then the compiled kernel per packed example with the rotation inside, then
+the output projection. It runs only where the packed path would reach the compiled kernel anyway:
 training with gradients, bf16 autocast on a CPU with the kernel available, no attention mask,
-no cache, positions that restart per example (:mod:`~adaptune.train.attention`); everything
+no cache, positions that restart per example (:mod:`~adaptune.train.fast.attention`); everything
 else, evaluation and generation included, goes to the layer's own forward. A layer class is
 swapped only if the replacement gives its own forward's output on a packed test input (checked
 on one layer of each class): a model that also normalises q and k, or rotates differently,
@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from adaptune.train import attention, native
-from adaptune.train.swap import training_forward
+from adaptune.train.fast import attention, native
+from adaptune.train.fast.swap import training_forward
 
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -125,7 +125,7 @@ def _same(module: nn.Module) -> bool:
 def rope_in_kernel(model: nn.Module) -> Iterator[int]:
     """Inside, every eligible attention layer of ``model`` trains through the compiled kernel
     with the rotation inside (see the module); yields how many were swapped. Enter it inside
-    :func:`~adaptune.train.attention.packed_attention`: the check on one layer of each class
+    :func:`~adaptune.train.fast.attention.packed_attention`: the check on one layer of each class
     runs the layer's own packed path."""
     with training_forward(filter(_eligible, model.modules()), _forward, _same) as swapped:
         yield swapped

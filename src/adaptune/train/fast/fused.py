@@ -10,9 +10,9 @@ without them, 516 with them; ``bench/train_profile.py`` puts the element-wise re
 step at 13 % with them, 15 % without.
 
 Each function returns ``None`` where the compiled kernels cannot run
-(:func:`adaptune.train.compiled.load`) or the tensors are not what they take (dtype, layout);
-the callers, :mod:`~adaptune.train.norm` and :mod:`~adaptune.train.mlp`, then run their PyTorch
-path. ``tests/test_train_fused.py`` compares both paths.
+(:func:`adaptune.train.fast.compiled.load`) or the tensors are not what they take (dtype,
+layout); the callers, :mod:`~adaptune.train.fast.norm` and :mod:`~adaptune.train.fast.mlp`, then
+run their PyTorch path. ``tests/test_train_fused.py`` compares both paths.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from functools import cache
 
 import torch
 
-from adaptune.train import compiled
+from adaptune.train.fast import compiled
 
 _FLOAT, _BF16 = torch.float32, torch.bfloat16
 
