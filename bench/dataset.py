@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from adaptune.config import load_settings
-from adaptune.dataset.build import BuildConfig, build
+from adaptune.dataset.build import BuildConfig
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
+from adaptune.pipeline import build_dataset
 from adaptune.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +51,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(load_settings(home=Path(tmp)))
         t_ingest, _ = timed(lambda: ingest(file_source(args.src), store))
-        t_q, quarter = timed(lambda: build(store, config=BuildConfig(window="quarter")))
-        t_re, again = timed(lambda: build(store, config=BuildConfig(window="quarter")))
-        t_m, month = timed(lambda: build(store, config=BuildConfig(window="month")))
+        t_q, quarter = timed(lambda: build_dataset(store, config=BuildConfig(window="quarter")))
+        t_re, again = timed(lambda: build_dataset(store, config=BuildConfig(window="quarter")))
+        t_m, month = timed(lambda: build_dataset(store, config=BuildConfig(window="month")))
         store.close()
     assert again.build_id == quarter.build_id
     qa = quarter.manifest["tasks"]["qa"]

@@ -20,16 +20,16 @@ from typing import Any
 def build_examples(src: Path, tmp: Path) -> list[Any]:
     """The qa examples of a fresh dataset build of ``src`` (ingest + build in ``tmp``)."""
     from adaptune.config import load_settings
-    from adaptune.dataset import build
     from adaptune.dataset.artifacts import iter_examples
     from adaptune.ingest import ingest
     from adaptune.ingest.files import file_source
+    from adaptune.pipeline import build_dataset
     from adaptune.store import open_store
 
     store = open_store(load_settings(home=tmp))
     try:
         ingest(file_source(src), store)
-        result = build(store)
+        result = build_dataset(store)
     finally:
         store.close()
     return list(iter_examples(result.path, "qa"))

@@ -26,18 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from adaptune.config import load_settings
-from adaptune.dataset.build import build
-from adaptune.evaluate.classify import triage_scores
 from adaptune.evaluate.metrics import bootstrap_ci
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
 from adaptune.memory import default_embedder
 from adaptune.memory.embed import Embedder
 from adaptune.memory.issues import DUPLICATE_THRESHOLD, IssueIndex, issue_text
+from adaptune.pipeline import build_dataset
 from adaptune.store import open_store
 from adaptune.store.issues import select_issues
 from adaptune.triage import train_triage
 from adaptune.triage.baseline import fit_baseline
+from adaptune.triage.scores import triage_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared/data/github"
@@ -105,7 +105,8 @@ def compare(name: str, home: Path) -> tuple[dict, list]:
     """Ingest, build and compare the classifiers on one dump."""
     store = open_store(load_settings(home=home))
     t_ingest, _ = timed(lambda: ingest(file_source(DATA / DUMPS[name]), store))
-    t_build, result = timed(lambda: build(store))  # includes training the build's classifier
+    # includes training the build's classifier
+    t_build, result = timed(lambda: build_dataset(store))
     with store.begin() as conn:
         issues = list(select_issues(conn, include_prs=False))
     store.close()

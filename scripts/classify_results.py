@@ -2,7 +2,7 @@
 
 Ingests a dump (default: the huggingface/datasets one in ../shared/data) into a fresh workspace,
 builds its dataset with windows of ``--window`` qa pairs, and runs compare's own
-classifier measurements (:func:`adaptune.pipeline.classify_measure.classify_measurements`) over
+classifier measurements (:func:`adaptune.evaluate.classify.classify_measurements`) over
 windows ``--windows`` — no adapter is trained, these parts do not need one. A dump without
 qa pairs (no pull requests: the vLLM and llama.cpp samples) has no windows to compare; its
 whole span is measured then, with the same parts. Prints the metrics' JSON and a markdown
@@ -25,23 +25,24 @@ SRC = ROOT.parent / "shared/data/github/huggingface-datasets.issues.jsonl.gz"
 def measure(src: Path, home: Path, window: str, first: int, last: int) -> dict:
     """Ingest, build, and the classifier measurements of windows ``first``..``last``."""
     from adaptune.config import load_settings
-    from adaptune.dataset import BuildConfig, build
+    from adaptune.dataset import BuildConfig
     from adaptune.dataset.artifacts import iter_examples
-    from adaptune.ingest import ingest
-    from adaptune.ingest.files import file_source
-    from adaptune.memory import default_embedder
-    from adaptune.pipeline.classify_measure import (
+    from adaptune.evaluate.classify import (
         classify_measurements,
         measure_duplicates,
         measure_triage,
     )
+    from adaptune.ingest import ingest
+    from adaptune.ingest.files import file_source
+    from adaptune.memory import default_embedder
+    from adaptune.pipeline import build_dataset
     from adaptune.store import open_store
     from adaptune.store.issues import select_issues
 
     store = open_store(load_settings(home=home))
     try:
         ingest(file_source(src), store)
-        result = build(store, config=BuildConfig(window=window))
+        result = build_dataset(store, config=BuildConfig(window=window))
         windows = [w["name"] for w in result.manifest["tasks"]["qa"]["windows"]]
         chosen = windows[first - 1 : last]
         domain = result.manifest["domain"]

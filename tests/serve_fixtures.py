@@ -10,9 +10,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from adaptune.dataset import BuildConfig, build
+from adaptune.dataset import BuildConfig
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
+from adaptune.pipeline import build_dataset
 from adaptune.registry import promote, register
 from adaptune.serve import create_app, serve_settings
 from adaptune.store import Store
@@ -29,7 +30,7 @@ def seed_store(store: Store, tmp_path: Path, per_window: int = 6) -> None:
     path = tmp_path / "issues.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows(per_window)))
     ingest(file_source(path), store)
-    build(store, config=BuildConfig(heldout=0.3))
+    build_dataset(store, config=BuildConfig(heldout=0.3))
 
 
 def tiny_pair() -> tuple[Any, Any]:

@@ -53,7 +53,7 @@ def test_style_line_when_nothing_is_clear_or_nothing_was_measured() -> None:
 
 
 def test_verdict_compares_strategies_only_where_acc_was_measured() -> None:
-    from adaptune.pipeline.measure import verdict
+    from adaptune.evaluate.chains import verdict
 
     def strat(acc: float) -> dict:
         return {"acc": acc, "bwt": 0.0, "cost": {"tokens": 100}}

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from adaptune.dataset import BuildConfig, build
+from adaptune.dataset import BuildConfig
 from adaptune.dataset.artifacts import find_build, iter_examples
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
+from adaptune.pipeline import build_dataset
 from adaptune.pipeline.compare import CompareConfig, compare
 from adaptune.registry import list_versions
 from test_pipeline_train import WORDS
@@ -57,7 +58,7 @@ def test_compare_chains_measures_and_reports(store, tmp_path):
     path = tmp_path / "issues.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows()))
     ingest(file_source(path), store)
-    build(store, config=BuildConfig(heldout=0.3))
+    build_dataset(store, config=BuildConfig(heldout=0.3))
     tok = tiny_tokenizer()
     model = tiny_model(tok)
     cfg = CompareConfig(

@@ -10,13 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from adaptune.cli.summary import classify_lines
-from adaptune.dataset import BuildConfig, build
-from adaptune.evaluate.plots import fmt3
-from adaptune.evaluate.report import render_report
-from adaptune.ingest import ingest
-from adaptune.ingest.files import file_source
-from adaptune.memory.issues import DUPLICATE_THRESHOLD
-from adaptune.pipeline.classify_measure import (
+from adaptune.dataset import BuildConfig
+from adaptune.evaluate.classify import (
     classify_measurements,
     classify_verdict,
     compared_span,
@@ -26,6 +21,12 @@ from adaptune.pipeline.classify_measure import (
     score_duplicates,
     score_triage,
 )
+from adaptune.evaluate.plots import fmt3
+from adaptune.evaluate.report import render_report
+from adaptune.ingest import ingest
+from adaptune.ingest.files import file_source
+from adaptune.memory.issues import DUPLICATE_THRESHOLD
+from adaptune.pipeline import build_dataset
 from adaptune.types import Example, Issue
 from test_eval_scoring import WordEmbedder
 
@@ -228,7 +229,7 @@ def test_tiny_build_measured_end_to_end_into_the_report(store, tmp_path, workspa
     path = tmp_path / "issues.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in tracker_rows()))
     ingest(file_source(path), store)
-    result = build(store, config=BuildConfig(heldout=0.3))
+    result = build_dataset(store, config=BuildConfig(heldout=0.3))
     windows = [w["name"] for w in result.manifest["tasks"]["qa"]["windows"]]
     assert windows == ["2022Q1", "2022Q2", "2022Q3"]
     domain = result.manifest["config"]["domain"]
@@ -255,7 +256,7 @@ def test_tiny_build_measured_end_to_end_into_the_report(store, tmp_path, workspa
     assert early["train"] == sum(
         1 for e in result.examples["triage"] if e.split == "train" and e.window != "2022Q3"
     )
-    counted = build(store, config=BuildConfig(window="12", heldout=0.3))
+    counted = build_dataset(store, config=BuildConfig(window="12", heldout=0.3))
     qa_windows = counted.manifest["tasks"]["qa"]["windows"]
     starts = [datetime.fromisoformat(w["start"]) for w in qa_windows]
     assert len(starts) == 3  # 36 fixes, 12 per window

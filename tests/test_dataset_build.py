@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from adaptune.dataset.artifacts import iter_examples, read_manifest
-from adaptune.dataset.build import BuildConfig, build
+from adaptune.dataset.build import BuildConfig
 from adaptune.dataset.dedupe import has_near_copy
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
+from adaptune.pipeline import build_dataset
 from conftest import shared_file
 
 DATASETS = "github/huggingface-datasets.issues.jsonl.gz"
@@ -105,12 +106,12 @@ def test_heldout_has_no_near_copy_in_training(datasets_home: Path) -> None:
 
 def test_rebuilding_the_same_data_gives_the_same_immutable_build(store, tmp_path) -> None:
     ingest(file_source(shared_file(DATASETS)), store)
-    first = build(store, config=BuildConfig(window="quarter"))
+    first = build_dataset(store, config=BuildConfig(window="quarter"))
     stamp = (first.path / "qa.jsonl").stat().st_mtime_ns
-    again = build(store, config=BuildConfig(window="quarter"))
+    again = build_dataset(store, config=BuildConfig(window="quarter"))
     assert again.build_id == first.build_id
     assert (again.path / "qa.jsonl").stat().st_mtime_ns == stamp
-    monthly = build(store, config=BuildConfig(window="month", heldout=0.1))
+    monthly = build_dataset(store, config=BuildConfig(window="month", heldout=0.1))
     assert monthly.build_id != first.build_id
     assert len(read_manifest(monthly.path)["tasks"]["qa"]["windows"]) > 10
 
@@ -120,7 +121,7 @@ def test_rebuilding_the_same_data_gives_the_same_immutable_build(store, tmp_path
 )
 def test_samples_without_fixes_still_build_triage(store, name) -> None:
     ingest(file_source(shared_file(name)), store)
-    result = build(store)
+    result = build_dataset(store)
     assert result.manifest["tasks"]["qa"]["total"] == 0
     assert result.manifest["tasks"]["triage"]["total"] > 200
     labels = result.manifest["tasks"]["triage"]["labels"]
@@ -178,7 +179,7 @@ def test_duplicate_pairs_come_from_body_or_comments_with_hard_negatives(store, t
         )
     )
     ingest(gh_export_source(export), store)
-    result = build(store, config=BuildConfig(heldout=0.0))
+    result = build_dataset(store, config=BuildConfig(heldout=0.0))
     dups = {e.issue: e for e in result.examples["duplicates"]}
     assert dups["github:o/r#7"].meta["canonical"] == "github:o/r#2"
     assert dups["github:o/r#8"].meta["canonical"] == "github:o/r#3"

@@ -16,11 +16,11 @@ from adaptune.evaluate import (
     cl_matrix,
     fwt,
     paired_diff_ci,
-    recall_at_k,
     rouge_l,
     summary,
-    triage_scores,
 )
+from adaptune.evaluate.classify import recall_at_k
+from adaptune.triage.scores import triage_scores
 
 # Accuracy-like (higher is better): R[i][j] after training window i, tested on window j.
 R = np.array([[0.5, 0.2, 0.1], [0.4, 0.6, 0.3], [0.3, 0.5, 0.7]])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adaptune.errors import ConfigError
-from adaptune.pipeline.evaluation import pick_windows
+from adaptune.evaluate.evaluation import pick_windows
 from adaptune.registry import get
 from test_pipeline_train import built  # noqa: F401  (fixture)
 from tiny_model import save_tiny
@@ -86,9 +86,9 @@ def test_evaluate_errors_are_one_clear_line(built) -> None:  # noqa: F811
 
 
 def test_issue_texts_of_another_domain(built, tmp_path: Path) -> None:  # noqa: F811
-    from adaptune.dataset import build
     from adaptune.ingest import ingest
     from adaptune.ingest.files import file_source
+    from adaptune.pipeline import build_dataset
 
     other = []
     for n in range(1, 41):
@@ -108,7 +108,7 @@ def test_issue_texts_of_another_domain(built, tmp_path: Path) -> None:  # noqa: 
     path = tmp_path / "other.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in other))
     ingest(file_source(path), built)
-    build(built, domain="other")
+    build_dataset(built, domain="other")
     folder = save_tiny(tmp_path / "tiny")
     trained = _adaptune(
         "train", "--model", str(folder), "--domain", "r", "--window", "1", "--max-steps", "2",

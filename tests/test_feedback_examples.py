@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from adaptune.dataset import build
 from adaptune.dataset.artifacts import iter_examples
-from adaptune.dataset.feedback import feedback_examples
 from adaptune.dataset.windows import is_heldout
+from adaptune.feedback.examples import feedback_examples
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
+from adaptune.pipeline import build_dataset
 from adaptune.store import Store, schema
 from test_pipeline_train import rows
 
@@ -125,9 +125,9 @@ def test_corrections_and_accepted_answers_become_scrubbed_examples(ingested: Sto
 
 
 def test_feedback_lands_in_the_build_and_changes_its_hash(ingested: Store) -> None:
-    before = build(ingested)
+    before = build_dataset(ingested)
     t = planted(ingested)
-    after = build(ingested)
+    after = build_dataset(ingested)
     assert after.build_id != before.build_id
     qa = {e.id: e for e in iter_examples(after.path, "qa")}
     fix = qa[f"qa:feedback:{t['corrected']}"]
@@ -139,7 +139,7 @@ def test_feedback_lands_in_the_build_and_changes_its_hash(ingested: Store) -> No
     assert after.manifest["tasks"]["qa"]["total"] == len(qa)
     for file in after.path.iterdir():
         assert TOKEN not in file.read_text(), file.name
-    assert build(ingested).build_id == after.build_id  # nothing new: the same build
+    assert build_dataset(ingested).build_id == after.build_id  # nothing new: the same build
 
 
 @pytest.mark.e2e

@@ -22,11 +22,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 from typer.testing import CliRunner
 
-from adaptune.dataset import build
 from adaptune.dataset.artifacts import iter_examples
-from adaptune.dataset.feedback import NO_CLIENT, SOURCE, dedupe_feedback, feedback_examples
 from adaptune.dataset.gate import answer_reject_reason
+from adaptune.dataset.taught import NO_CLIENT, SOURCE, dedupe_feedback
 from adaptune.feedback import FeedbackError, record, win_rates
+from adaptune.feedback.examples import feedback_examples
+from adaptune.pipeline import build_dataset
 from adaptune.serve import create_app, serve_settings
 from adaptune.serve.tokens import create_token
 from adaptune.store import Store, schema
@@ -262,7 +263,7 @@ def test_replayed_fuzz_junk_teaches_nothing(seeded: Store) -> None:
     [row] = feedback_rows(seeded, ids[0])
     assert (row.corrected_answer, row.client) == ("1", "token:fuzzer")
 
-    result = build(seeded)
+    result = build_dataset(seeded)
     taught = [e for e in iter_examples(result.path, "qa") if e.solution_source == SOURCE]
     assert [e.meta["ticket_id"] for e in taught] == [genuine]  # none of the junk
     assert taught[0].answer == GENUINE_ANSWER and taught[0].meta["client"] == "token:support"
@@ -310,7 +311,7 @@ def test_one_answer_on_many_tickets_and_copied_questions_teach_once(seeded: Stor
     rejected: Counter = Counter()
     taught = feedback_examples(seeded, "r", rejected)
     assert len(taught) == 5 and not rejected  # each passes the gate on its own
-    result = build(seeded)
+    result = build_dataset(seeded)
     fb = result.manifest["tasks"]["qa"]["feedback"]
     assert fb["by_client"] == {"token:x": 1}
     assert fb["rejected"] == {"duplicate_answer": 3, "duplicate_question": 1}

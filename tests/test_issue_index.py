@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adaptune.dataset.build import build
 from adaptune.memory import default_embedder
 from adaptune.memory.issues import IssueIndex, index_path, load_or_build_index
+from adaptune.pipeline import build_dataset
 from adaptune.store.domains import add_domain
 from adaptune.store.issues import upsert_issues
 from adaptune.types import Issue
@@ -174,7 +174,7 @@ def test_solution_comes_from_the_latest_build(filled) -> None:
     put(filled, [fixed, pr])
     index = load_or_build_index(filled, "d", default_embedder())
     assert index.search(TITLES[0], k=1)[0]["solution"] is None
-    qa = build(filled, "d").examples["qa"]
+    qa = build_dataset(filled, "d").examples["qa"]
     assert [e.issue for e in qa] == ["github:o/r#1"]
     index.refresh(filled)  # a newer build: its fixes reach the payloads
     top = index.search(TITLES[0], k=1)[0]

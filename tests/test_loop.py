@@ -10,7 +10,7 @@ import pytest
 from adaptune.errors import ConfigError
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
-from adaptune.pipeline.loop import LoopParams, train_job
+from adaptune.pipeline.train_job import LoopParams, train_job
 from adaptune.registry import gate, get, list_versions
 from adaptune.store import Store
 from test_compare import rows
@@ -139,7 +139,7 @@ def test_job_parameters_are_checked() -> None:
 
 
 def test_promote_false_leaves_a_passing_version_for_the_caller():
-    from adaptune.pipeline.loop import LoopParams, _alias
+    from adaptune.pipeline.train_job import LoopParams, _alias
 
     assert _alias({"passed": True}) == "production"
     assert _alias({"passed": True, "auto_promote": False}) == "candidate"

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from adaptune.dataset import build
 from adaptune.errors import ConfigError
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
-from adaptune.pipeline import plan, run_iteration
+from adaptune.pipeline import build_dataset, plan, run_iteration
 from adaptune.registry import list_versions
 from adaptune.train import TrainConfig
 from tiny_model import one_thread, save_tiny, tiny_model, tiny_tokenizer
@@ -63,7 +62,7 @@ def built(store, tmp_path: Path):
     path = tmp_path / "issues.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows()))
     ingest(file_source(path), store)
-    result = build(store)
+    result = build_dataset(store)
     assert [w["name"] for w in result.manifest["tasks"]["qa"]["windows"]] == [
         "2022Q1",
         "2022Q2",

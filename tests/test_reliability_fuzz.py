@@ -26,7 +26,9 @@ from adaptune.ingest.files import file_source
 from adaptune.ingest.gh_export import gh_export_source
 from adaptune.ingest.jira_adf import adf_to_text, jira_comment, jira_issue
 from adaptune.ingest.normalize import RowError, cap_body, github_comment, github_issue, parse_time
-from adaptune.ingest.webhooks import handle_github, handle_jira, parse_object
+from adaptune.ingest.webhooks import parse_object
+from adaptune.ingest.webhooks_github import handle_github
+from adaptune.ingest.webhooks_jira import handle_jira
 from adaptune.serve import create_app, serve_settings
 from adaptune.store import schema
 from serve_fixtures import AUTH, SECRET, TOKEN, seed_store, signed, signed_app

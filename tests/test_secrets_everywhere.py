@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from adaptune.dataset import build
 from adaptune.errors import AdaptuneError
 from adaptune.generate.local import LocalGenerator
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
 from adaptune.ingest.github import GitHubSource
-from adaptune.pipeline.loop import train_job
+from adaptune.pipeline import build_dataset
+from adaptune.pipeline.train_job import train_job
 from adaptune.registry import export, list_versions
 from adaptune.serve import create_app, serve_settings
 from adaptune.serve.tokens import create_token
@@ -161,7 +161,7 @@ def test_planted_secrets_never_leave_the_raw_store(store, tmp_path, caplog, monk
         assert c.post(
             f"/v1/tickets/{first.json()['id']}/feedback", json=fb, headers=auth
         ).is_success
-        build(store, "r")  # the correction becomes a qa example of the next build
+        build_dataset(store, "r")  # the correction becomes a qa example of the next build
         ticket = {"title": rows(6)[2]["title"], "body": rows(6)[2]["body"], "max_new_tokens": 8}
         answered = c.post("/v1/tickets", json=ticket, headers=auth)
         assert answered.status_code == 200, answered.text

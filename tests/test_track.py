@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from adaptune.cli import app
-from adaptune.dataset import build
 from adaptune.errors import ConfigError
-from adaptune.pipeline.loop import LoopParams, train_job
+from adaptune.pipeline import build_dataset
+from adaptune.pipeline.train_job import LoopParams, train_job
 from adaptune.registry import get
 from adaptune.track import NoTracker, check_kind, default_uri, tracking
 from test_loop import ingest_rows
@@ -32,7 +32,7 @@ def no_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def built(store, tmp_path: Path):
     """A store with the issues of 2022's first two quarters and a dataset built from them."""
     ingest_rows(store, tmp_path, 6)
-    build(store)
+    build_dataset(store)
     return store
 
 

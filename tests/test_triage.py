@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from adaptune.dataset.build import build
 from adaptune.memory import default_embedder
+from adaptune.pipeline import build_dataset
 from adaptune.store.domains import add_domain
 from adaptune.store.issues import upsert_issues
 from adaptune.triage import TriageModel, ensure_triage, train_triage
@@ -168,7 +168,7 @@ def test_ensure_triage_trains_from_stored_issues_without_a_build(store, caplog) 
 
 def test_every_build_saves_its_classifier_which_ensure_triage_loads(store, caplog) -> None:
     fill(store)
-    result = build(store, "d")
+    result = build_dataset(store, "d")
     folder = result.path / "triage"
     saved = TriageModel.load(folder, default_embedder())
     assert saved.manifest["build"] == result.build_id

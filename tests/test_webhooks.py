@@ -21,13 +21,9 @@ from sqlalchemy import func, select, text, update
 from adaptune.config import load_settings
 from adaptune.dataset.solutions import pr_fixes
 from adaptune.errors import StoreError
-from adaptune.ingest.webhooks import (
-    WebhookResult,
-    handle_github,
-    handle_jira,
-    verify_github_signature,
-    verify_jira_signature,
-)
+from adaptune.ingest.webhooks import WebhookResult, verify_github_signature, verify_jira_signature
+from adaptune.ingest.webhooks_github import handle_github
+from adaptune.ingest.webhooks_jira import handle_jira
 from adaptune.store import Store, open_store, schema
 from adaptune.store.issues import select_comments, select_issues
 from adaptune.types import Issue

@@ -16,9 +16,9 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from adaptune.cli import app
+from adaptune.cli.worker import train_handler
 from adaptune.errors import AdaptuneError, ConfigError
 from adaptune.jobs import Worker, WorkerConfig, claim, enqueue, get_job
-from adaptune.jobs.worker import default_handlers
 from adaptune.notify import outbox
 from adaptune.store import schema
 from local_server import LocalServer, Reply
@@ -286,7 +286,7 @@ def test_cli_refuses_an_unknown_domain(store):
 
 def test_a_default_train_job_of_an_unknown_domain_fails_without_retry(store):
     enqueue(store, "train", "nope", max_attempts=3)
-    done = worker(store, default_handlers()).run_once()
+    done = worker(store, {"train": train_handler}).run_once()
     assert (done.kind, done.state, done.attempts) == ("train", "failed", 1)
     assert done.error
 

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from adaptune.config import load_settings
 from adaptune.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,6 @@ def _mlflow_client() -> Any:
 
 
 def _home() -> Path:
-    from adaptune.config import load_settings
-
     return load_settings().home
 
 

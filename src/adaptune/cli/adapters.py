@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from adaptune.cli.output import out, print_json
-
-if TYPE_CHECKING:
-    from adaptune.registry import AdapterVersion
-    from adaptune.store import Store
+from adaptune.registry import (
+    AdapterVersion,
+    delete,
+    export,
+    list_versions,
+    promote,
+    resolve,
+    rollback,
+)
+from adaptune.store import Store, open_store
+from adaptune.store.domains import resolve_domain
 
 app = typer.Typer(
     help="Adapter versions: lineage, aliases (production, candidate), rollback, export.",
@@ -23,8 +30,6 @@ JsonOpt = typer.Option(False, "--json", help="Print the JSON contract.")
 
 
 def _store() -> Store:
-    from adaptune.store import open_store
-
     return open_store()
 
 
@@ -48,9 +53,6 @@ def list_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """List adapter versions by domain, oldest first: every domain's, or one with --domain."""
-    from adaptune.registry import list_versions
-    from adaptune.store.domains import resolve_domain
-
     store = _store()
     name = None
     if domain is not None:
@@ -87,8 +89,6 @@ def show_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Show one version: lineage, base model, data, config, cost and metrics."""
-    from adaptune.registry import resolve
-
     data = detail(resolve(_store(), domain, version))
     if as_json:
         print_json(data)
@@ -113,8 +113,6 @@ def promote_cmd(
     alias: str = typer.Option("production", "--alias", help="production or candidate."),
 ) -> None:
     """Point an alias of the version's domain at it."""
-    from adaptune.registry import promote
-
     rec = promote(_store(), version, alias)
     out.print(f"[bold]{rec.domain}[/] {alias} → [bold]{rec.version}[/]")
 
@@ -122,8 +120,6 @@ def promote_cmd(
 @app.command("rollback")
 def rollback_cmd(domain: str | None = DomainOpt) -> None:
     """Point production back at the previous production version."""
-    from adaptune.registry import rollback
-
     rec = rollback(_store(), domain)
     out.print(f"[bold]{rec.domain}[/] production → [bold]{rec.version}[/] (rolled back)")
 
@@ -136,8 +132,6 @@ def delete_cmd(
     ),
 ) -> None:
     """Delete a version's folder and record."""
-    from adaptune.registry import delete
-
     done = delete(_store(), version, force)
     out.print(f"deleted [bold]{done.version}[/]")
     if done.cleared_aliases:
@@ -157,8 +151,6 @@ def export_cmd(
     domain: str | None = DomainOpt,
 ) -> None:
     """Export a version for PEFT, vLLM or llama.cpp, or as a full merged model."""
-    from adaptune.registry import export, resolve
-
     store = _store()
     rec = resolve(store, domain, version)
     path = export(store, rec.version, to, merged=merged, format=fmt, base_gguf=base_gguf)  # type: ignore[arg-type]

@@ -10,6 +10,8 @@ from rich.table import Table
 
 from adaptune.cli.output import err, out, print_json
 from adaptune.errors import ConfigError
+from adaptune.store import open_store
+from adaptune.store.domains import resolve_domain
 
 app = typer.Typer(help="Build and inspect training / evaluation sets.", no_args_is_help=True)
 DomainOpt = typer.Option(None, "--domain", help="Domain (default: the only one).")
@@ -18,8 +20,6 @@ BuildOpt = typer.Option(None, "--build", help="Build id or prefix (default: the 
 
 def _folder(domain: str | None, build: str | None) -> tuple[str, Path]:
     from adaptune.dataset.artifacts import find_build
-    from adaptune.store import open_store
-    from adaptune.store.domains import resolve_domain
 
     store = open_store()
     with store.begin() as conn:
@@ -35,12 +35,13 @@ def build_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the build summary as JSON."),
 ) -> None:
     """Build the domain's dataset from the stored issues (immutable, content-hashed)."""
-    from adaptune.dataset.build import BuildConfig, build
-    from adaptune.store import open_store
+    from adaptune.dataset.build import BuildConfig
+    from adaptune.pipeline import build_dataset
 
     store = open_store()
     with err.status("building…") as st:
-        result = build(store, domain, BuildConfig(window=window, heldout=heldout), st.update)
+        config = BuildConfig(window=window, heldout=heldout)
+        result = build_dataset(store, domain, config, st.update)
     if as_json:
         print_json(_show(result.manifest))
         return

@@ -6,7 +6,9 @@ import typer
 
 from adaptune.cli.ingest import GITHUB_API, ApiUrlOpt, GitHubTokenOpt, github_source
 from adaptune.cli.output import out, progress
+from adaptune.cli.summary import print_summary
 from adaptune.errors import ConfigError
+from adaptune.store import open_store
 
 
 def demo(
@@ -30,9 +32,7 @@ def demo(
     """
     from transformers.utils import logging as hf_logging
 
-    from adaptune.cli.summary import print_summary
     from adaptune.pipeline.demos import demo as run_demo
-    from adaptune.store import open_store
 
     if repo is None and (token or comments or api_url != GITHUB_API):
         raise ConfigError("--api-url, --token and --comments go with --repo OWNER/REPO.")

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from adaptune.cli.output import err, out, print_json
 from adaptune.cli.summary import fmt_ci
+from adaptune.store import open_store
 
 LABELS = {
     "nll": "answer NLL (lower is better)",
@@ -69,8 +70,7 @@ def evaluate(
     """Evaluate an adapter against the base model: NLL, fix ranking, generated answers."""
     from transformers.utils import logging as hf_logging
 
-    from adaptune.pipeline.evaluation import EvalConfig, evaluate_version
-    from adaptune.store import open_store
+    from adaptune.evaluate.evaluation import EvalConfig, evaluate_version
 
     hf_logging.disable_progress_bar()
     cfg = EvalConfig(

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -16,11 +15,12 @@ from adaptune.cli.output import err, print_json, progress
 from adaptune.errors import ConfigError, InputRejected
 from adaptune.ingest import Source
 from adaptune.ingest import ingest as run_ingest
+from adaptune.ingest.files import file_source
+from adaptune.ingest.gh_export import gh_export_source
+from adaptune.ingest.github import GitHubSource
+from adaptune.ingest.jira import JiraSource
 from adaptune.store import open_store
 from adaptune.types import IngestReport
-
-if TYPE_CHECKING:
-    from adaptune.ingest.github import GitHubSource
 
 app = typer.Typer(help="Get issues from a tracker or a file into the store.", no_args_is_help=True)
 
@@ -44,8 +44,6 @@ def github_source(
     progress: Callable[[str], None] | None = None,
 ) -> GitHubSource:
     """A GitHub source from command-line values; the token defaults to ``$GITHUB_TOKEN``."""
-    from adaptune.ingest.github import GitHubSource
-
     if state not in ("all", "open", "closed"):
         raise ConfigError(f"--state must be all, open or closed, not {state!r}.")
     return GitHubSource(
@@ -112,8 +110,6 @@ def file_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Ingest GitHub REST issue objects from files (the shape of ../shared/data/github)."""
-    from adaptune.ingest.files import file_source
-
     for path in paths:
         _run(lambda p, path=path: file_source(path, strict=strict, progress=p), domain, as_json)
 
@@ -126,8 +122,6 @@ def gh_export_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Ingest the JSON of `gh issue list --json number,title,body,labels,state,...,comments,url`."""
-    from adaptune.ingest.gh_export import gh_export_source
-
     _run(lambda p: gh_export_source(path, strict=strict, progress=p), domain, as_json)
 
 
@@ -175,8 +169,6 @@ def jira_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Ingest Jira issues found by a JQL search (Cloud or Server/Data Center)."""
-    from adaptune.ingest.jira import JiraSource
-
     email = email or os.environ.get("JIRA_EMAIL") or None
     # An e-mail pairs with a Cloud API token (Basic auth); a token alone is a Server PAT.
     env = os.environ

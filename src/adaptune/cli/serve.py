@@ -6,6 +6,8 @@ import typer
 from rich.markup import escape
 
 from adaptune.cli.output import err, out, print_json
+from adaptune.errors import ConfigError
+from adaptune.store import open_store
 
 tokens = typer.Typer(help="API tokens with scopes (read, write, admin) for the service.")
 
@@ -31,7 +33,6 @@ def serve(
     import uvicorn
 
     from adaptune.serve import create_app, serve_settings
-    from adaptune.store import open_store
 
     logging.getLogger("adaptune").setLevel(logging.INFO)
     settings = serve_settings(generator=generator, model=model, warm=warm)
@@ -60,7 +61,6 @@ def create(
 ) -> None:
     """Create a token; it is printed once and only its hash is stored."""
     from adaptune.serve.tokens import create_token
-    from adaptune.store import open_store
 
     token = create_token(open_store(), name, scope)
     out.print(token)
@@ -72,7 +72,6 @@ def create(
 def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List tokens (names and scopes, never the tokens)."""
     from adaptune.serve.tokens import list_tokens
-    from adaptune.store import open_store
 
     rows = list_tokens(open_store())
     if as_json:
@@ -86,9 +85,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
 @tokens.command("revoke")
 def revoke(name: str = typer.Argument(..., help="The token's name.")) -> None:
     """Revoke a token: it stops working at once."""
-    from adaptune.errors import ConfigError
     from adaptune.serve.tokens import revoke_token
-    from adaptune.store import open_store
 
     if not revoke_token(open_store(), name):
         raise ConfigError(f"No active token named {name!r}; see `adaptune tokens list`.")

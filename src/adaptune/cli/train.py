@@ -10,7 +10,11 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from adaptune.cli.options import Opt, config_options
 from adaptune.cli.output import err, out, print_json
+from adaptune.config import TrainConfig
+from adaptune.store import open_store
+from adaptune.track import check_kind, log_version, step_logger, tracking
 
 
 @contextmanager
@@ -44,35 +48,38 @@ def _init_distributed() -> None:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
+TRAIN_OPTIONS: tuple[Opt | str, ...] = (
+    Opt("strategy"),
+    Opt("window", help="Window name or 1-based index."),
+    Opt("max_steps"),
+    Opt("epochs"),
+    Opt("model"),
+    "resume",
+    "context",
+    "parent",
+    Opt("replay_share", "--replay"),
+    Opt("lr"),
+    Opt("batch_size"),
+    Opt("max_len"),
+    Opt("target"),
+    Opt("grad_accum"),
+    Opt("forward_tokens", help="Most tokens per forward pass (memory); 0: no limit."),
+    Opt("grad_checkpointing"),
+    Opt("release_memory"),
+    Opt("precision"),
+    Opt("checkpoint_every"),
+    Opt("seed"),
+)
+"""The TrainConfig settings ``adaptune train`` offers, in the order of its help; a string places
+one of the command's own options."""
+
+
+@config_options(TrainConfig, TRAIN_OPTIONS)
 def train(
-    strategy: str = typer.Option("adaptive", "--strategy", help="adaptive, from-base, cumulative."),
-    window: str | None = typer.Option(None, "--window", help="Window name or 1-based index."),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps."),
-    epochs: float = typer.Option(1.0, "--epochs", help="Passes over the selected examples."),
-    model: str | None = typer.Option(None, "--model", help="Base model path (default SmolLM2)."),
+    settings: dict[str, Any],
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
     context: str = typer.Option("retrieved", "--context", help="retrieved or none."),
     parent: str | None = typer.Option(None, "--from", help="Parent adapter: [DOMAIN:]VERSION."),
-    replay: float = typer.Option(0.25, "--replay", help="Replay share (adaptive)."),
-    lr: float = typer.Option(2e-4, "--lr", help="Peak learning rate."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Packed rows per step."),
-    max_len: int = typer.Option(1024, "--max-len", help="Tokens per packed row."),
-    target: str = typer.Option("attention", "--target", help="attention or all-linear."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Steps of gradient accumulation."),
-    forward_tokens: int = typer.Option(
-        1024, "--forward-tokens", help="Most tokens per forward pass (memory); 0: no limit."
-    ),
-    grad_checkpointing: bool = typer.Option(
-        False, "--grad-checkpointing", help="Recompute activations to save memory."
-    ),
-    release_memory: bool = typer.Option(
-        False, "--release-memory", help="Give freed activations back at once (flat RSS, slower)."
-    ),
-    precision: str = typer.Option(
-        "auto", "--precision", help="auto (bf16 where the CPU/GPU has it natively), fp32 or bf16."
-    ),
-    checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Checkpoint each N steps."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (runs are deterministic)."),
     domain: str | None = typer.Option(None, "--domain", help="Domain (default: the only one)."),
     as_json: bool = typer.Option(False, "--json", help="Print the new version as JSON."),
     track: str | None = typer.Option(None, "--track", help="Log the run to: mlflow."),
@@ -81,33 +88,19 @@ def train(
     from transformers.utils import logging as hf_logging
 
     from adaptune.pipeline import plan, run_iteration
-    from adaptune.store import open_store
-    from adaptune.track import check_kind, log_version, step_logger, tracking
-    from adaptune.train import TrainConfig
 
     check_kind(track)
     hf_logging.disable_progress_bar()  # our own bar says what is happening
     _init_distributed()
     store = open_store()
-    the_plan = plan(store, domain, strategy, window, context, parent)
+    strategy = settings["strategy"]
+    the_plan = plan(store, domain, strategy, settings["window"], context, parent)
     config = TrainConfig(
-        strategy=strategy,
-        window=the_plan.window,
-        max_steps=max_steps,
-        epochs=epochs,
-        model=model,
-        replay_share=replay,
-        lr=lr,
-        batch_size=batch_size,
-        max_len=max_len,
-        target=target,
-        grad_accum=grad_accum,
-        forward_tokens=forward_tokens or None,
-        grad_checkpointing=grad_checkpointing,
-        release_memory=release_memory,
-        precision=precision,
-        checkpoint_every=checkpoint_every,
-        seed=seed,
+        **{
+            **settings,
+            "window": the_plan.window,
+            "forward_tokens": settings["forward_tokens"] or None,
+        }
     )
     start = the_plan.parent.version if the_plan.parent else "the base model"
     err.print(escape(f"{the_plan.domain}: {strategy} on window {the_plan.window} from {start}"))

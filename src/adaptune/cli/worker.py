@@ -6,11 +6,34 @@ import dataclasses
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 import typer
 
 from adaptune.cli.output import note, out
-from adaptune.jobs import Job, Worker, WorkerConfig, default_handlers
+from adaptune.errors import AdaptuneError
+from adaptune.jobs import Job, Worker, WorkerConfig, register_handler, registered_handlers
+from adaptune.jobs.worker import Progress
+from adaptune.store import Store, open_store
+from adaptune.store.domains import resolve_domain
+
+
+def train_handler(store: Store, job: Job, progress: Progress) -> dict[str, Any]:
+    """The ``train`` job: one adaptive iteration of ``job.domain`` through the promotion gate
+    (:func:`adaptune.pipeline.train_job.train_job`)."""
+    try:  # here, not at the top: the CLI's --help and a worker without the ml extras stay light
+        from adaptune.pipeline.train_job import train_job
+    except ImportError as exc:
+        raise AdaptuneError(
+            f"Training jobs need adaptune.pipeline.train_job, which cannot be imported ({exc}); "
+            "reinstall adaptune with its training extras."
+        ) from None
+    return train_job(store, job.domain, {**job.payload, "job_id": job.id}, progress)
+
+
+def register_handlers() -> None:
+    """Register the job kinds ``adaptune worker`` runs: ``train``."""
+    register_handler("train", train_handler)
 
 
 def summary(job: Job) -> str:
@@ -50,9 +73,6 @@ def worker(
     poll: float | None = typer.Option(None, "--poll", help="Seconds between polls (default 2)."),
 ) -> None:
     """Run queued jobs; queue training when enough new issues or corrections arrived."""
-    from adaptune.store import open_store
-    from adaptune.store.domains import resolve_domain
-
     store = open_store()
     config = WorkerConfig.from_env()
     if poll is not None:
@@ -60,9 +80,10 @@ def worker(
     if domain is not None:
         with store.engine.connect() as conn:
             resolve_domain(conn, domain)
+    register_handlers()
     runner = Worker(
         store,
-        default_handlers(),
+        registered_handlers(),
         config=config,
         domains=[domain] if domain else None,
         progress=lambda job, message: note(f"{job.id[:8]}: {message}"),

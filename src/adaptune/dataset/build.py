@@ -1,24 +1,26 @@
 """Building a domain's dataset: stored issues → gated, deduplicated, windowed examples.
 
-:func:`build` is the stage's entry point (the CLI, the worker and the tests call it). It reads
-issues, PRs and comments from the store, finds each solved issue's solution, applies the
-quality gate, collapses near-duplicate questions, builds the qa, triage and duplicates tasks,
-splits them into chronological windows and writes an immutable, content-hashed build.
+:func:`build` is the stage's entry point. It reads issues, PRs and comments from the store,
+finds each solved issue's solution, applies the quality gate, collapses near-duplicate
+questions, builds the qa, triage and duplicates tasks, splits them into chronological windows
+and writes an immutable, content-hashed build. The qa examples taught by feedback on served
+answers are handed in (``feedback``, made by :mod:`adaptune.feedback.examples`);
+:func:`adaptune.pipeline.build_dataset` composes them, this build and the build's triage
+classifier, and is what the CLI, the worker and the tests call.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import adaptune.dataset.card as card
 from adaptune import __version__
-from adaptune.dataset import card
 from adaptune.dataset.artifacts import content_hash, read_manifest, write_build
 from adaptune.dataset.dedupe import has_near_copy, near_duplicate_groups, signatures
-from adaptune.dataset.feedback import dedupe_feedback, feedback_examples
 from adaptune.dataset.gate import reject_reason
 from adaptune.dataset.labels import table_for, triage_type
 from adaptune.dataset.solutions import pr_fixes, solution_for
@@ -29,6 +31,7 @@ from adaptune.dataset.tasks import (
     qa_example,
     triage_example,
 )
+from adaptune.dataset.taught import dedupe_feedback
 from adaptune.dataset.windows import assign_windows, parse_window_spec
 from adaptune.store import Store
 from adaptune.store.domains import resolve_domain
@@ -112,8 +115,15 @@ def build(
     domain: str | None = None,
     config: BuildConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    feedback: Sequence[Example] = (),
+    feedback_rejected: Counter | None = None,
 ) -> BuildResult:
-    """Build (or find, when identical) the dataset of ``domain`` from what the store holds."""
+    """Build (or find, when identical) the dataset of ``domain`` from what the store holds.
+
+    ``feedback`` are qa examples taught by feedback on served answers, already through the
+    quality gate; ``feedback_rejected`` counts what the gate refused of it under ``(reason,
+    client)``. Near copies among them are dropped here and counted with those, for the card.
+    """
     config = config or BuildConfig()
     spec = parse_window_spec(config.window)
     say = progress or (lambda _m: None)
@@ -135,10 +145,9 @@ def build(
             passed.append(issue)
     say("finding solutions")
     qa = _dedupe(_qa(dom.name, passed, pr_fixes(prs), comments, rejected), rejected)
-    # Corrections and accepted answers pass the same gate; rejections counted per client.
-    feedback_rejected: Counter = Counter()
-    taught = feedback_examples(store, dom.name, feedback_rejected)
-    qa += dedupe_feedback(taught, [e.question for e in qa], feedback_rejected)
+    # Corrections and accepted answers passed the same gate; rejections counted per client.
+    feedback_rejected = Counter(feedback_rejected or {})
+    qa += dedupe_feedback(feedback, [e.question for e in qa], feedback_rejected)
     table = table_for(
         [r for _s, r in pairs], store.settings.home / "domains" / dom.name / "labels.json"
     )
@@ -185,11 +194,6 @@ def build(
     }
     path = write_build(store.settings.home, dom.name, build_id, tasks, files)
     manifest = read_manifest(path)  # an identical earlier build keeps its own manifest
-    from adaptune.triage import train_build_triage  # late: triage imports dataset modules
-
-    say("triage classifier")
-    train_build_triage(path, tasks["triage"])
-    say(f"build {build_id}: {', '.join(f'{k} {len(v)}' for k, v in tasks.items())}")
     return BuildResult(build_id, path, manifest, tasks)
 
 

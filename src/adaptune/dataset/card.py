@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from adaptune.dataset.feedback import NO_CLIENT, SOURCE
+from adaptune.dataset.taught import NO_CLIENT, SOURCE
 from adaptune.dataset.windows import Window
 from adaptune.types import Domain, Example
 

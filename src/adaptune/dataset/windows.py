@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from adaptune.dataset.artifacts import DatasetError
 from adaptune.errors import ConfigError
 from adaptune.types import Example
 
@@ -73,3 +74,19 @@ def assign_windows(
         else:
             spans[ex.window] = Window(w.name, min(w.start, ex.known_at), max(w.end, ex.known_at))
     return out, sorted(spans.values(), key=lambda w: (w.start, w.name))
+
+
+def resolve_window(windows: Sequence[str], window: str | None) -> str:
+    """A window by name or 1-based position; ``None`` is the latest."""
+    if not windows:
+        raise DatasetError("The dataset build has no qa windows: nothing to train on.")
+    if window is None:
+        return windows[-1]
+    if window.isdigit():
+        index = int(window)
+        if not 1 <= index <= len(windows):
+            raise ConfigError(f"--window {window}: the build has windows 1..{len(windows)}.")
+        return windows[index - 1]
+    if window not in windows:
+        raise ConfigError(f"--window {window!r} is not in the build ({', '.join(windows)}).")
+    return window

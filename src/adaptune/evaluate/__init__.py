@@ -1,17 +1,25 @@
 """Evaluate: adapters → measurements on held-out windows and on what was learned before.
 
+The stage's entry is :func:`~adaptune.evaluate.evaluation.evaluate_version` (``adaptune
+evaluate``: one version against the base model); ``compare`` measures whole chains with
+:func:`~adaptune.evaluate.chains.measure_chains`, the worker's gate its held-out sets
+(:func:`~adaptune.evaluate.chains.heldout_sets`) with the
+:class:`~adaptune.evaluate.measure.Evaluator`.
+
 Reading order: :mod:`~adaptune.evaluate.metrics` (the continual-learning matrix R[i][j], ACC,
 BWT, FWT, bootstrap intervals), :mod:`~adaptune.evaluate.scoring` (teacher-forced answer NLL),
 :mod:`~adaptune.evaluate.ranking` (the true fix against hard negatives),
 :mod:`~adaptune.evaluate.probes` (recurring issues whose fix was trained on),
 :mod:`~adaptune.evaluate.answers` (answers generated through :mod:`adaptune.generate`),
 :mod:`~adaptune.evaluate.generation` (ROUGE-L, embedding similarity, the retrieval-only
-baseline) and :mod:`~adaptune.evaluate.classify` (triage and duplicates).
+baseline), :mod:`~adaptune.evaluate.measure` (one base model, adapters put on in turn),
+:mod:`~adaptune.evaluate.chains` (compare's chains), :mod:`~adaptune.evaluate.evaluation` (one
+version) and :mod:`~adaptune.evaluate.classify` (the triage classifier against its baseline,
+the duplicate search's recall@k).
 """
 
 from __future__ import annotations
 
-from adaptune.evaluate.classify import recall_at_k, triage_scores
 from adaptune.evaluate.generation import embedding_similarity, retrieval_baseline, rouge_l
 from adaptune.evaluate.metrics import (
     acc,
@@ -40,9 +48,7 @@ __all__ = [
     "paired_diff_ci",
     "perplexity",
     "probe_hits",
-    "recall_at_k",
     "retrieval_baseline",
     "rouge_l",
     "summary",
-    "triage_scores",
 ]

@@ -19,6 +19,7 @@ import numpy as np
 
 from adaptune.evaluate.ranking import RankingResult, fix_ranking
 from adaptune.evaluate.scoring import answer_nll
+from adaptune.train.lora import quiet_peft
 from adaptune.types import Example
 
 
@@ -45,8 +46,6 @@ class Evaluator:
             yield self.model
             return
         from peft import PeftModel
-
-        from adaptune.train.lora import quiet_peft
 
         with quiet_peft():
             peft_model = PeftModel.from_pretrained(self.model, str(adapter), is_trainable=False)

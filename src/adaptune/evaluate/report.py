@@ -52,7 +52,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from adaptune.evaluate import plots
+import adaptune.evaluate.plots as plots
 from adaptune.evaluate.plots import fmt3, measured
 from adaptune.pages import environment, policy
 

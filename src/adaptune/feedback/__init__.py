@@ -5,7 +5,8 @@ row per ticket and client: a client's later post on a ticket replaces its earlie
 token can multiply its say on a ticket by posting again;
 :func:`win_rates` turns the ratings into per-arm win rates with Wilson 95 % intervals and the
 candidate-minus-production difference with Newcombe's interval, for ``GET /v1/stats`` and the
-dashboard. The dataset builder turns corrections into training examples.
+dashboard. :mod:`adaptune.feedback.examples` turns corrections and accepted answers into
+training examples, which the dataset build is given (:func:`adaptune.pipeline.build_dataset`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """Signed webhooks from GitHub and Jira into the store: the parts both trackers share.
 
-The service's routes hand the raw body and the request headers to :func:`handle_github` or
-:func:`handle_jira` (defined per tracker in ``webhooks_github`` and ``webhooks_jira``) and answer
-with the :class:`WebhookResult` they return. This module holds what both share: HMAC-SHA256
-checks over the raw bytes (before any parsing), reading the body as a JSON object, and
-:func:`deliver`, which records the delivery in ``webhook_deliveries`` *in the same transaction*
-as the issue and comment upserts, so a crash never leaves one without the other and a
-re-delivery is a no-op.
+The service's routes hand the raw body and the request headers to
+:func:`~adaptune.ingest.webhooks_github.handle_github` or
+:func:`~adaptune.ingest.webhooks_jira.handle_jira` (one module per tracker, each importing this
+one) and answer with the :class:`WebhookResult` they return. This module holds what both
+share: HMAC-SHA256 checks over the raw bytes (before any parsing), reading the body as a JSON
+object, and :func:`deliver`, which records the delivery in ``webhook_deliveries`` *in the same
+transaction* as the issue and comment upserts, so a crash never leaves one without the other
+and a re-delivery is a no-op.
 
 Answers: 401/503 for the signature, 400 for a missing or oversized header, 422 for a body that
 is not a usable payload (not UTF-8, not a JSON object, ``NaN``, a number no column holds, an
@@ -371,31 +372,3 @@ def _transient(exc: OperationalError) -> bool:
         return True
     text = str(exc.orig).lower()
     return "database is locked" in text or "database table is locked" in text
-
-
-def handle_github(
-    store: Store,
-    headers: Mapping[str, str],
-    raw: bytes,
-    secret: str | None,
-    *,
-    new_domains: bool = False,
-) -> WebhookResult:
-    """Verify and store one GitHub delivery (see :mod:`adaptune.ingest.webhooks_github`)."""
-    from adaptune.ingest.webhooks_github import handle_github as handle
-
-    return handle(store, headers, raw, secret, new_domains=new_domains)
-
-
-def handle_jira(
-    store: Store,
-    headers: Mapping[str, str],
-    raw: bytes,
-    secret: str | None,
-    *,
-    new_domains: bool = False,
-) -> WebhookResult:
-    """Verify and store one Jira delivery (see :mod:`adaptune.ingest.webhooks_jira`)."""
-    from adaptune.ingest.webhooks_jira import handle_jira as handle
-
-    return handle(store, headers, raw, secret, new_domains=new_domains)

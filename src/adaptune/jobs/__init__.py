@@ -2,7 +2,9 @@
 new-data trigger that queues training.
 
 The HTTP service queues jobs (:func:`enqueue`) and shows them (:func:`get_job`,
-:func:`list_jobs`, :func:`queue_depth`); ``adaptune worker`` runs them (:class:`Worker`).
+:func:`list_jobs`, :func:`queue_depth`); ``adaptune worker`` runs them (:class:`Worker`) with
+the handlers registered per job kind from above (:func:`register_handler`: the pipeline's
+``train`` job).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from adaptune.jobs.queue import (
     renew,
 )
 from adaptune.jobs.trigger import maybe_enqueue, pending_data
-from adaptune.jobs.worker import Handler, Worker, default_handlers
+from adaptune.jobs.worker import Handler, Worker, register_handler, registered_handlers
 
 __all__ = [
     "ACTIVE",
@@ -36,7 +38,6 @@ __all__ = [
     "WorkerConfig",
     "cancel",
     "claim",
-    "default_handlers",
     "enqueue",
     "fail",
     "finish",
@@ -45,5 +46,7 @@ __all__ = [
     "maybe_enqueue",
     "pending_data",
     "queue_depth",
+    "register_handler",
+    "registered_handlers",
     "renew",
 ]

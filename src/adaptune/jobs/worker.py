@@ -30,22 +30,21 @@ Progress = Callable[[str], None]
 Handler = Callable[[Store, Job, Progress], dict[str, Any]]
 """Runs one job: ``handler(store, job, progress) -> result`` (JSON-able)."""
 
-
-def train_handler(store: Store, job: Job, progress: Progress) -> dict[str, Any]:
-    """The ``train`` job: one adaptive iteration of ``job.domain`` through the promotion gate."""
-    try:
-        from adaptune.pipeline.loop import train_job
-    except ImportError as exc:
-        raise AdaptuneError(
-            f"Training jobs need adaptune.pipeline.loop, which cannot be imported ({exc}); "
-            "reinstall adaptune with its training extras."
-        ) from None
-    return train_job(store, job.domain, {**job.payload, "job_id": job.id}, progress)
+_HANDLERS: dict[str, Handler] = {}
 
 
-def default_handlers() -> dict[str, Handler]:
-    """The job kinds ``adaptune worker`` runs."""
-    return {"train": train_handler}
+def register_handler(kind: str, handler: Handler) -> None:
+    """Make ``kind`` a job kind that workers built with :func:`registered_handlers` run.
+
+    The handlers run stages above this package (a ``train`` job trains and evaluates), so they
+    are registered from above: ``adaptune worker`` registers the pipeline's ``train`` job.
+    """
+    _HANDLERS[kind] = handler
+
+
+def registered_handlers() -> dict[str, Handler]:
+    """The registered job kinds and their handlers (a copy)."""
+    return dict(_HANDLERS)
 
 
 def default_owner() -> str:
@@ -214,7 +213,8 @@ class Worker:
 
 
 def _nll_change(gate: Mapping[str, Any]) -> dict[str, Any]:
-    """``before``/``after`` NLL on the gate's newest window (from ``adaptune.pipeline.loop``)."""
+    """``before``/``after`` NLL on the gate's newest window (as the pipeline's train job records
+    it)."""
     if gate.get("before") is not None and gate.get("after") is not None:
         return {k: gate[k] for k in ("metric", "before", "after") if gate.get(k) is not None}
     newest, against = gate.get("newest"), gate.get("against")

@@ -1,12 +1,17 @@
 """The only package that wires several stages together.
 
-- :func:`demo` (in :mod:`~adaptune.pipeline.demos`): ingest the bundled sample or a GitHub
-  repository → build the dataset → compare the training strategies (train, evaluate, report).
+- :func:`build_dataset` (in :mod:`~adaptune.pipeline.dataset_build`): feedback examples →
+  dataset build → the build's triage classifier.
 - :func:`plan` and :func:`run_iteration`: one training iteration of a domain: dataset build →
   retrieved context (memory) → train → register. The parent of an ``adaptive`` run is the
   domain's newest adaptive adapter of an earlier window (or one named with ``parent``, from any
   domain); the run folder is fixed per (strategy, window, build, context), so ``resume`` finds
   its checkpoints.
+- :func:`~adaptune.pipeline.train_job.train_job`: the worker's ``train`` job (build → train
+  from production → measure → promotion gate).
+- :func:`~adaptune.pipeline.compare.compare`: train each strategy's chain, measure it, report.
+- :func:`~adaptune.pipeline.demos.demo`: ingest the bundled sample or a GitHub repository →
+  build the dataset → compare the training strategies (train, evaluate, report).
 
 The CLI, the service's worker and the tests all call these.
 """
@@ -17,18 +22,14 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from adaptune.dataset.artifacts import DatasetError, find_build, iter_examples, read_manifest
-from adaptune.errors import ConfigError
+from adaptune.memory.context import load_qa
+from adaptune.pipeline.dataset_build import build_dataset
+from adaptune.registry import list_versions, register, resolve
+from adaptune.registry.records import AdapterVersion
 from adaptune.store import Store
-from adaptune.store.domains import resolve_domain
 from adaptune.types import Example
-
-if TYPE_CHECKING:  # the registry is imported where it is used, not when this module loads
-    from adaptune.registry.records import AdapterVersion
-
-CONTEXTS = ("retrieved", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,26 +48,10 @@ class Plan:
     """``retrieved`` (similar resolved issues in every prompt) or ``none``."""
 
 
-def resolve_window(windows: Sequence[str], window: str | None) -> str:
-    """A window by name or 1-based position; ``None`` is the latest."""
-    if not windows:
-        raise DatasetError("The dataset build has no qa windows: nothing to train on.")
-    if window is None:
-        return windows[-1]
-    if window.isdigit():
-        index = int(window)
-        if not 1 <= index <= len(windows):
-            raise ConfigError(f"--window {window}: the build has windows 1..{len(windows)}.")
-        return windows[index - 1]
-    if window not in windows:
-        raise ConfigError(f"--window {window!r} is not in the build ({', '.join(windows)}).")
-    return window
-
-
-def previous_adapter(store: Store, domain: str, windows: Sequence[str], window: str) -> Any:
+def previous_adapter(
+    store: Store, domain: str, windows: Sequence[str], window: str
+) -> AdapterVersion | None:
     """The newest adaptive adapter of ``domain`` trained on a window before ``window``."""
-    from adaptune.registry import list_versions
-
     earlier = set(windows[: windows.index(window)])
     chain = [v for v in list_versions(store, domain) if v.strategy == "adaptive"]
     chain = [v for v in chain if v.window in earlier]
@@ -85,30 +70,19 @@ def plan(
     build_id: str | None = None,
 ) -> Plan:
     """Decide the examples, the parent and the run folder of one iteration."""
-    from adaptune.registry import resolve
-
-    if context not in CONTEXTS:
-        raise ConfigError(f"--context must be retrieved or none, not {context!r}.")
-    with store.begin() as conn:
-        name = resolve_domain(conn, domain).name
-    folder = find_build(store.settings.home, name, build_id)
-    windows = tuple(w["name"] for w in read_manifest(folder)["tasks"]["qa"]["windows"])
-    target = resolve_window(windows, window)
-    examples = list(iter_examples(folder, "qa"))
-    if context == "retrieved":
-        from adaptune.memory.context import memory_index, with_context
-
-        examples = with_context(examples, memory_index(examples))
+    data = load_qa(store, domain, context, window, build_id)
     chosen = None
     if strategy == "adaptive":
         chosen = (
             resolve(store, None, parent)
             if parent
-            else previous_adapter(store, name, windows, target)
+            else previous_adapter(store, data.domain, data.windows, data.window)
         )
-    tag = f"{strategy}-{target}-{folder.name}-{context}"
-    run_dir = store.settings.home / "runs" / name / tag
-    return Plan(name, folder.name, target, windows, tuple(examples), chosen, run_dir, context)
+    tag = f"{strategy}-{data.window}-{data.build}-{context}"
+    run_dir = store.settings.home / "runs" / data.domain / tag
+    return Plan(
+        data.domain, data.build, data.window, data.windows, data.examples, chosen, run_dir, context
+    )
 
 
 def run_iteration(
@@ -128,7 +102,7 @@ def run_iteration(
 
     Under torchrun every rank trains its shard; rank 0 registers, the others return ``None``.
     """
-    from adaptune.registry import register
+    # torch loads here, when a run trains: `adaptune dataset build` imports this package too.
     from adaptune.train import train
     from adaptune.train.loop import world
 
@@ -173,3 +147,6 @@ def run_iteration(
     )
     shutil.rmtree(the_plan.run_dir / "checkpoints", ignore_errors=True)
     return version
+
+
+__all__ = ["Plan", "build_dataset", "plan", "previous_adapter", "run_iteration"]

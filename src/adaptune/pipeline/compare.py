@@ -22,18 +22,24 @@ from typing import Any
 
 import numpy as np
 
+from adaptune.config import TrainConfig, train_field, train_settings
 from adaptune.errors import ConfigError
+from adaptune.evaluate.chains import measure_chains
 from adaptune.pipeline import Plan, plan, run_iteration
-from adaptune.pipeline.measure import measure_chains
+from adaptune.registry import list_versions
 from adaptune.store import Store
+from adaptune.train.loop import device
+from adaptune.train.model import load_base
+from adaptune.train.precision import resolve
 
+_REPLAY = TrainConfig().replay_share
 SPECS = {
-    "adaptive": ("adaptive", 0.25),
+    "adaptive": ("adaptive", _REPLAY),
     "adaptive-no-replay": ("adaptive", 0.0),
-    "from-base": ("from-base", 0.25),
-    "cumulative": ("cumulative", 0.25),
+    "from-base": ("from-base", _REPLAY),
+    "cumulative": ("cumulative", _REPLAY),
 }
-"""Strategy label → (trainer strategy, replay share)."""
+"""Strategy label → (trainer strategy, replay share: TrainConfig's default, or none)."""
 REUSE_KEYS = (
     "max_steps",
     "epochs",
@@ -57,20 +63,17 @@ class CompareConfig:
     """First window (1-based)."""
     last: int = 4
     """Last window (1-based, inclusive)."""
-    max_steps: int | None = 12
-    """Training steps per adapter (``None``: ``epochs`` passes)."""
-    epochs: float = 1.0
-    """Passes over the selected examples when ``max_steps`` is ``None``."""
-    batch_size: int = 4
-    """Packed rows per step."""
-    max_len: int = 512
-    """Tokens per packed row (and per evaluated example)."""
-    lr: float = 2e-4
-    """Peak learning rate."""
+    # Training settings (train_field): TrainConfig's meaning and, unless given, its default.
+    max_steps: int | None = train_field("max_steps", 12)
+    """12: short chains, quick to compare (``adaptune compare`` offers the same default)."""
+    epochs: float = train_field("epochs")
+    batch_size: int = train_field("batch_size")
+    max_len: int = train_field("max_len", 512)
+    """Also the tokens per evaluated example (``adaptune compare`` offers the same default)."""
+    lr: float = train_field("lr")
     context: str = "retrieved"
     """``retrieved`` or ``none``: similar earlier fixes in the prompts."""
-    model: str | None = None
-    """Base model (``None``: the default SmolLM2)."""
+    model: str | None = train_field("model")
     heldout_per_window: int = 24
     """Held-out examples measured per window (a seeded sample; cost grows with it)."""
     ranking_examples: int = 16
@@ -83,8 +86,8 @@ class CompareConfig:
     """Held-out questions answered by generation in each way to answer (0: none)."""
     backend: str = "auto"
     """Generation engine: ``auto`` (llama.cpp when installed), ``llamacpp``, ``transformers``."""
-    seed: int = 0
-    """Seed of training, sampling and bootstrap."""
+    seed: int = train_field("seed")
+    """Also the seed of sampling and bootstrap."""
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.strategies if s not in SPECS]
@@ -94,29 +97,12 @@ class CompareConfig:
             raise ConfigError("--windows must be FIRST-LAST with 1 <= FIRST <= LAST.")
 
 
-def _train_config(cfg: CompareConfig, strategy: str, window: str, replay: float) -> Any:
-    from adaptune.train import TrainConfig
-
-    return TrainConfig(
-        strategy=strategy,
-        window=window,
-        max_steps=cfg.max_steps,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        max_len=cfg.max_len,
-        lr=cfg.lr,
-        replay_share=replay,
-        seed=cfg.seed,
-        model=cfg.model,
-    )
+def _train_config(cfg: CompareConfig, strategy: str, window: str, replay: float) -> TrainConfig:
+    return TrainConfig(**train_settings(cfg), strategy=strategy, window=window, replay_share=replay)
 
 
 def _reusable(store: Store, p: Plan, label: str, config: Any, parent: str | None) -> Any:
     """An adapter already trained with the same data, config and parent, if any."""
-    from adaptune.registry import list_versions
-    from adaptune.train.loop import device
-    from adaptune.train.precision import resolve
-
     want = {**config.to_dict(), "context": p.context}
     precision = resolve(config.precision, device())  # adapters record what "auto" became
     for v in reversed(list_versions(store, p.domain)):
@@ -197,8 +183,6 @@ def compare(
         raise ConfigError(f"--windows goes to {cfg.last}; the build has {len(p0.windows)}.")
     windows = list(p0.windows[cfg.first - 1 : cfg.last])
     if model is None:
-        from adaptune.train.model import load_base
-
         model, tokenizer, _info = load_base(cfg.model, store.settings.home)
     elif cfg.backend == "auto":  # a model handed in need not match the default GGUF
         cfg = replace(cfg, backend="transformers")

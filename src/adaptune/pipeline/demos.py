@@ -13,10 +13,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adaptune.dataset import build as build_dataset
 from adaptune.errors import ConfigError
 from adaptune.ingest import ingest
 from adaptune.ingest.files import file_source
+from adaptune.pipeline.compare import CompareConfig, compare
+from adaptune.pipeline.dataset_build import build_dataset
 from adaptune.store import Store
 from adaptune.store.domains import domain_of
 from adaptune.types import IngestReport
@@ -52,8 +53,6 @@ def demo(
     model folder (default SmolLM2). ``quick`` trains fewer, shorter adapters on two windows
     (minutes on a 2-core CPU); the full demo trains four windows per strategy.
     """
-    from adaptune.pipeline.compare import compare
-
     if source is None:
         report = ingest(file_source(sample_path(), progress=progress), store)
         lines = [_ingested(SAMPLE, report)]
@@ -108,8 +107,6 @@ def _domain(store: Store, repos: Sequence[tuple[str, str]], what: str) -> str:
 
 def demo_config(quick: bool) -> Any:
     """How big the demo is: sized for a 2-core CPU (see the README for measured times)."""
-    from adaptune.pipeline.compare import CompareConfig
-
     if quick:
         return CompareConfig(
             first=2,

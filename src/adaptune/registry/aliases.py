@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select, update
 
+import adaptune.registry.catalog as catalog
 from adaptune.errors import RegistryError
-from adaptune.registry import catalog
 from adaptune.registry.files import check_folder
 from adaptune.registry.records import ALIASES, AdapterVersion, split_ref
 from adaptune.store import Store, schema

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+import adaptune.registry.catalog as catalog
 from adaptune import __version__
 from adaptune.errors import RegistryError
-from adaptune.registry import catalog
 from adaptune.registry.aliases import alias_target
 from adaptune.registry.files import (
     MANIFEST,

@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+import adaptune.registry.catalog as catalog
 from adaptune.errors import RegistryError
-from adaptune.registry import catalog
 from adaptune.registry.aliases import CLEARED_BY_DELETE, clear_alias
 from adaptune.registry.files import (
     MANIFEST,

@@ -24,10 +24,14 @@ from starlette.routing import BaseRoute
 
 from adaptune import __version__
 from adaptune.errors import AdaptuneError, ConfigError, DomainError, StoreError
+from adaptune.feedback import FeedbackError
 from adaptune.generate import GenerationError, Generator
+from adaptune.generate.openai import OpenAIGenerator
+from adaptune.registry import RegistryError
 from adaptune.serve.auth import LoginRequired
 from adaptune.serve.settings import ServeSettings, serve_settings
 from adaptune.serve.state import ServiceState
+from adaptune.serve.tickets import TicketNotFound
 from adaptune.store import Store
 
 log = logging.getLogger(__name__)
@@ -119,10 +123,6 @@ async def _too_large(send: Any, limit: int) -> None:
 
 
 def _status_of(exc: AdaptuneError) -> int:
-    from adaptune.feedback import FeedbackError
-    from adaptune.registry import RegistryError
-    from adaptune.serve.tickets import TicketNotFound
-
     if isinstance(exc, TicketNotFound | FeedbackError):
         return 404
     if isinstance(exc, RegistryError):
@@ -238,7 +238,7 @@ def create_app(
     embedder: Any = None,
 ) -> FastAPI:
     """The service for ``store``; ``generator=None`` follows ``settings.generator``."""
-    from adaptune.serve import dashboard
+    import adaptune.serve.dashboard as dashboard
     from adaptune.serve.routes import admin, ops, tickets, webhooks
 
     settings = settings or serve_settings()
@@ -338,8 +338,6 @@ def default_generator(settings: ServeSettings, store: Store) -> Generator | None
     if settings.generator == "none":
         return None
     if settings.generator == "openai":
-        from adaptune.generate.openai import OpenAIGenerator
-
         if not settings.openai_base_url:
             raise ConfigError("ADAPTUNE_GENERATOR=openai needs ADAPTUNE_OPENAI_BASE_URL.")
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None

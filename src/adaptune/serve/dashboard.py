@@ -22,11 +22,19 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from adaptune.feedback import win_rates
+from adaptune.jobs import list_jobs
+from adaptune.jobs.trigger import pending_data
 from adaptune.pages import environment, policy
-from adaptune.serve.auth import require
+from adaptune.registry import list_versions
+from adaptune.serve.auth import ENV_HOLDER, require, token_holder
 from adaptune.serve.public import public
-from adaptune.serve.sessions import COOKIE
+from adaptune.serve.sessions import COOKIE, ENV_TOKEN
 from adaptune.serve.state import ServiceState
+from adaptune.serve.tickets import recent
+from adaptune.serve.tokens import digest
+from adaptune.store import schema
+from adaptune.store.domains import list_domains
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["dashboard"])
@@ -96,8 +104,6 @@ def latest_issues(
     """The domain's most recently updated stored issues (what the trackers just sent)."""
     from sqlalchemy import or_, select, tuple_
 
-    from adaptune.store import schema
-
     pairs = [tuple(s.split(":", 1)) for s in sources if ":" in s]
     if not pairs:
         return []
@@ -123,13 +129,6 @@ def latest_issues(
 
 def gather(state: ServiceState) -> dict[str, Any]:
     """Everything the page shows, per domain."""
-    from adaptune.feedback import win_rates
-    from adaptune.jobs import list_jobs
-    from adaptune.jobs.trigger import pending_data
-    from adaptune.registry import list_versions
-    from adaptune.serve.tickets import recent
-    from adaptune.store.domains import list_domains
-
     with state.store.begin() as conn:
         domains = list_domains(conn)
     rates = win_rates(state.store)
@@ -234,9 +233,6 @@ FORM = {
 )
 async def login(request: Request) -> Response:
     """Check the form's token like a bearer token and open a read-only session for it."""
-    from adaptune.serve.auth import token_holder
-    from adaptune.serve.tokens import digest
-
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         return login_page("Send the form (application/x-www-form-urlencoded).", 415)
@@ -255,8 +251,6 @@ async def login(request: Request) -> Response:
         return login_page("That token is unknown or revoked.", 401)
     if "read" not in who.scopes:
         return login_page(f"The token {who.name!r} lacks the 'read' scope.", 403)
-    from adaptune.serve.auth import ENV_HOLDER
-    from adaptune.serve.sessions import ENV_TOKEN
 
     session = state.sessions.open(ENV_TOKEN if who == ENV_HOLDER else digest(token))
     log.info("dashboard log-in: %s", who.name)

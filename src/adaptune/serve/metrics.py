@@ -12,6 +12,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from adaptune.store import schema
+
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -26,8 +28,6 @@ class _StoreCollector:
         if self.store is None:
             return
         from sqlalchemy import func, select
-
-        from adaptune.store import schema
 
         jobs, aliases = schema.jobs, schema.adapter_aliases
         try:

@@ -21,8 +21,9 @@ from adaptune.serve.auth import RateLimiter
 from adaptune.serve.metrics import Metrics
 from adaptune.serve.sessions import Sessions
 from adaptune.serve.settings import ServeSettings
-from adaptune.store import Store
+from adaptune.store import Store, schema
 from adaptune.store.domains import list_domains
+from adaptune.store.rows import row_to_issue
 
 log = logging.getLogger(__name__)
 RELOAD_S = 30.0
@@ -159,9 +160,6 @@ class ServiceState:
                     self._pending[domain].extend(keys)
                 return  # an index built later reads them from the store
         from sqlalchemy import select, tuple_
-
-        from adaptune.store import schema
-        from adaptune.store.rows import row_to_issue
 
         t = schema.issues
         cols = [c for c in t.c if c.name != "raw"]

@@ -12,20 +12,20 @@ import logging
 import random
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
 from adaptune.errors import AdaptuneError, DomainError
+from adaptune.feedback import ticket_feedback
 from adaptune.generate import GenerationError, Request
+from adaptune.registry import AdapterVersion, RegistryError, get
+from adaptune.registry.aliases import alias_target, production_stack
 from adaptune.serve.schemas import TicketIn
 from adaptune.serve.state import ServiceState
 from adaptune.store import schema
 from adaptune.store.domains import domain_of, list_domains, resolve_domain
 from adaptune.types import Issue
-
-if TYPE_CHECKING:  # the registry is imported where it is used, not when this module loads
-    from adaptune.registry.records import AdapterVersion
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,6 @@ def choose_arm(state: ServiceState, domain: str) -> tuple[str, AdapterVersion | 
     """``(arm, AdapterVersion | None, warnings)``: the candidate for the A/B share, else
     production; a version whose files are broken is skipped for the previous production one
     (the last good adapter keeps serving), and the base model answers when none is usable."""
-    from adaptune.registry import RegistryError, get
-    from adaptune.registry.aliases import alias_target, production_stack
-
     with state.store.begin() as conn:
         production = alias_target(conn, domain, "production")
         candidate = alias_target(conn, domain, "candidate")
@@ -203,8 +200,6 @@ def _shape(row: dict) -> dict[str, Any]:
 
 def fetch(state: ServiceState, ticket_id: str) -> dict[str, Any]:
     """A stored ticket in the API's shape, with its feedback."""
-    from adaptune.feedback import ticket_feedback
-
     t = schema.tickets
     with state.store.begin() as conn:
         row = conn.execute(select(t).where(t.c.id == ticket_id)).mappings().first()
@@ -224,7 +219,6 @@ def recent(state: ServiceState, domain: str, limit: int = 10) -> list[dict[str, 
             .mappings()
             .all()
         )
-    from adaptune.feedback import ticket_feedback
 
     return [
         {

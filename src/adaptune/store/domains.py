@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select
 
+import adaptune.store.schema as schema
 from adaptune.errors import DomainError
-from adaptune.store import schema
 from adaptune.types import Domain
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")

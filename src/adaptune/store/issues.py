@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table, and_, bindparam, select, tuple_, update
 
-from adaptune.store import schema
+import adaptune.store.schema as schema
 from adaptune.store.rows import comment_to_row, issue_to_row, row_to_comment, row_to_issue
 from adaptune.types import Comment, Issue
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Connection, and_, select
 from sqlalchemy.exc import IntegrityError
 
-from adaptune.store import schema
+import adaptune.store.schema as schema
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from adaptune.config import load_settings
 from adaptune.train import lora, precision
 from adaptune.train.checkpoint import CheckpointError
 from adaptune.train.config import TrainConfig, TrainResult, data_hash, run_hash
@@ -106,8 +107,6 @@ def train(
 
 def _base(config: TrainConfig, model: Any, tokenizer: Any) -> tuple[Any, Any, BaseInfo]:
     if model is None:
-        from adaptune.config import load_settings
-
         return load_base(config.model, load_settings().home)
     if tokenizer is None:
         raise TypeError("train(): a model passed in needs its tokenizer too")

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import distributed as dist
 
-from adaptune.train import checkpoint
+import adaptune.train.checkpoint as checkpoint
 from adaptune.train.config import TrainConfig
 from adaptune.train.loss import AnswerLoss, causal_lm
 from adaptune.train.packing import Row, collate

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from adaptune.config import TrainConfig
 from adaptune.errors import ConfigError
 from adaptune.types import Example
 
@@ -42,7 +43,7 @@ def select(
     examples: Sequence[Example],
     strategy: str,
     window: str | None = None,
-    replay_share: float = 0.25,
+    replay_share: float = TrainConfig().replay_share,
     seed: int = 0,
 ) -> Selection:
     """The training examples of ``window`` (default: the latest) under ``strategy``."""

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from adaptune.errors import AdaptuneError
-from adaptune.evaluate.classify import triage_scores
 from adaptune.memory.embed import Embedder
 from adaptune.triage.features import TfidfFeatures
+from adaptune.triage.scores import triage_scores
 from adaptune.types import Example
 
 log = logging.getLogger(__name__)

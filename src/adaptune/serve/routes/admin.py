@@ -5,19 +5,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from adaptune.feedback import win_rates
+from adaptune.jobs import enqueue, get_job, list_jobs, queue_depth
+from adaptune.jobs.trigger import pending_data
+from adaptune.notify import deliver_due, notify
+from adaptune.registry import AdapterVersion, list_versions, promote, rollback
 from adaptune.serve.auth import require
 from adaptune.serve.public import public
 from adaptune.serve.routes.tickets import ERRORS
 from adaptune.serve.schemas import JobOut, RollbackIn, TrainJobIn
 from adaptune.serve.state import ServiceState
-
-if TYPE_CHECKING:  # the registry is imported where it is used, not when this module loads
-    from adaptune.registry.records import AdapterVersion
+from adaptune.serve.tickets import route
+from adaptune.store.domains import list_domains
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
@@ -25,8 +28,6 @@ router = APIRouter(prefix="/v1", tags=["admin"])
 @router.get("/adapters", responses=ERRORS, dependencies=[Depends(require("read"))])
 async def list_adapters(request: Request, domain: str | None = Query(None)) -> list[dict]:
     """Adapter versions (of one domain or all), oldest first, with aliases and metrics."""
-    from adaptune.registry import list_versions
-
     store = request.app.state.service.store
     versions = await run_in_threadpool(list_versions, store, domain)
     return public([v.summary() for v in versions])
@@ -39,8 +40,6 @@ def _after_promotion(state: ServiceState, rec: AdapterVersion, event: str) -> No
         threading.Thread(target=_safe_preload, args=(preload, rec), daemon=True).start()
     settings = state.settings
     if settings.notify_urls:
-        from adaptune.notify import deliver_due, notify
-
         data = {
             "domain": rec.domain,
             "version": rec.version,
@@ -71,8 +70,6 @@ async def promote_adapter(
     alias: str = Query("production", pattern="^(production|candidate)$"),
 ) -> dict:
     """Point ``production`` (or ``candidate``) of the version's domain at it; served at once."""
-    from adaptune.registry import promote
-
     state = request.app.state.service
     rec = await run_in_threadpool(promote, state.store, version, alias)
     event = "adapter.promoted" if alias == "production" else "adapter.candidate"
@@ -83,8 +80,6 @@ async def promote_adapter(
 @router.post("/adapters/rollback", responses=ERRORS, dependencies=[Depends(require("admin"))])
 async def rollback_adapter(request: Request, body: RollbackIn | None = None) -> dict:
     """Point ``production`` back at the version that was production before."""
-    from adaptune.registry import rollback
-
     state = request.app.state.service
     rec = await run_in_threadpool(rollback, state.store, body.domain if body else None)
     await run_in_threadpool(_after_promotion, state, rec, "adapter.rollback")
@@ -114,9 +109,6 @@ async def rollback_adapter(request: Request, body: RollbackIn | None = None) -> 
 async def queue_training(request: Request, body: TrainJobIn | None = None) -> dict:
     """Queue a training iteration for a domain (the worker runs it); an identical queued or
     running job is returned instead of a second one."""
-    from adaptune.jobs import enqueue
-    from adaptune.serve.tickets import route
-
     state = request.app.state.service
     body = body or TrainJobIn()
     domain = await run_in_threadpool(route, state, body.domain, None)
@@ -130,8 +122,6 @@ async def list_jobs_route(
     request: Request, domain: str | None = Query(None), limit: int = Query(50, ge=1, le=500)
 ) -> list[JobOut]:
     """Jobs, newest first."""
-    from adaptune.jobs import list_jobs
-
     jobs = await run_in_threadpool(list_jobs, request.app.state.service.store, domain, None, limit)
     return [JobOut(**public(j.to_dict())) for j in jobs]
 
@@ -145,8 +135,6 @@ async def list_jobs_route(
 )
 async def get_job_route(job_id: str, request: Request) -> dict:
     """One job: its state, result or error."""
-    from adaptune.jobs import get_job
-
     job = await run_in_threadpool(get_job, request.app.state.service.store, job_id)
     if job is None:
         raise HTTPException(404, f"No job {job_id}.")
@@ -157,11 +145,6 @@ async def get_job_route(job_id: str, request: Request) -> dict:
 async def stats(request: Request, domain: str | None = Query(None)) -> dict:
     """Feedback win rates per domain and A/B arm with 95 % intervals, pending training data
     and the job queue."""
-    from adaptune.feedback import win_rates
-    from adaptune.jobs import queue_depth
-    from adaptune.jobs.trigger import pending_data
-    from adaptune.store.domains import list_domains
-
     state = request.app.state.service
 
     def gather() -> dict:

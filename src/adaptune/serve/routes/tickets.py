@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
+from adaptune.feedback import record
 from adaptune.serve.auth import rate_limited, require
 from adaptune.serve.public import public
 from adaptune.serve.schemas import FeedbackIn, FeedbackOut, Problem, TicketIn, TicketOut
+from adaptune.serve.tickets import answer, fetch
 
 router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -50,8 +52,6 @@ TICKET_LINKS = {
 async def post_ticket(ticket: TicketIn, request: Request) -> dict[str, Any]:
     """Triage a ticket, find similar and duplicate issues, and (unless ``generate`` is false)
     answer it with the domain's production adapter or its A/B candidate."""
-    from adaptune.serve.tickets import answer
-
     state = request.app.state.service
     client = getattr(request.state, "client_id", None)
     return public(await run_in_threadpool(answer, state, ticket, client))
@@ -66,8 +66,6 @@ async def post_ticket(ticket: TicketIn, request: Request) -> dict[str, Any]:
 )
 async def get_ticket(ticket_id: str, request: Request) -> dict[str, Any]:
     """A stored ticket with its answer and feedback."""
-    from adaptune.serve.tickets import fetch
-
     return public(await run_in_threadpool(fetch, request.app.state.service, ticket_id))
 
 
@@ -83,8 +81,6 @@ async def post_feedback(ticket_id: str, feedback: FeedbackIn, request: Request) 
     """Rate a ticket's answer (``up``/``down``), maybe with a corrected answer or ``resolved``;
     attributed to the adapter version and A/B arm that answered. One feedback per ticket and
     token: a later post from the same token replaces the earlier one."""
-    from adaptune.feedback import record
-
     store = request.app.state.service.store
     client = getattr(request.state, "client_id", None)
     stored = await run_in_threadpool(

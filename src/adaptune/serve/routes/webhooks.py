@@ -16,6 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from adaptune.ingest.webhooks_github import handle_github
+from adaptune.ingest.webhooks_jira import handle_jira
+
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 BODY = {
     "required": True,
@@ -72,8 +75,6 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def _deliver(request: Request, source: str) -> JSONResponse:
-    from adaptune.ingest.webhooks import handle_github, handle_jira
-
     state = request.app.state.service
     raw = await request.body()
     settings = state.settings

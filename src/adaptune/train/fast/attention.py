@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from adaptune.train.fast import native
+import adaptune.train.fast.native as native
 from adaptune.train.fast.blocked import causal_attention
 
 NAME = "adaptune_packed"

@@ -22,7 +22,7 @@ from functools import cache
 
 import torch
 
-from adaptune.train.fast import compiled
+import adaptune.train.fast.compiled as compiled
 
 _FLOAT, _BF16 = torch.float32, torch.bfloat16
 

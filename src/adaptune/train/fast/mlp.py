@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adaptune.train.fast import fused
+import adaptune.train.fast.fused as fused
 from adaptune.train.fast.swap import training_forward
 from adaptune.train.precision import autocast_dtype
 

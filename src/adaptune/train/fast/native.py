@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from adaptune.train.fast import compiled
+import adaptune.train.fast.compiled as compiled
 
 HEAD_DIM = 64
 BLOCK = 16

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adaptune.train.fast import fused
+import adaptune.train.fast.fused as fused
 from adaptune.train.fast.swap import training_forward
 
 

@@ -33,7 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from adaptune.train.fast import attention, native
+import adaptune.train.fast.attention as attention
+import adaptune.train.fast.native as native
 from adaptune.train.fast.swap import training_forward
 
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")

@@ -10,11 +10,12 @@ so the builder puts the example in the window in which it became known.
 
 Feedback is input from whoever holds a token, so it passes the quality gate like every other
 example: the ticket as a question (:func:`~adaptune.dataset.gate.reject_reason`), the answer as
-an answer (:func:`~adaptune.dataset.gate.answer_reject_reason`), and :func:`dedupe_feedback`
-drops near copies (a question that copies an issue's or an earlier ticket's, an answer that
-copies an earlier taught answer: one answer posted on many tickets teaches once). Each rejection
-is counted by reason and client (``(reason, client)`` keys), and each example names its client
-in ``meta["client"]``, so the data card shows who taught what.
+an answer (:func:`~adaptune.dataset.gate.answer_reject_reason`), and the build's
+:func:`~adaptune.dataset.taught.dedupe_feedback` drops near copies (a question that copies an
+issue's or an earlier ticket's, an answer that copies an earlier taught answer: one answer posted
+on many tickets teaches once). Each rejection is counted by reason and client (``(reason,
+client)`` keys), and each example names its client in ``meta["client"]``, so the data card
+shows who taught what.
 """
 
 from __future__ import annotations
@@ -22,25 +23,20 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from adaptune.dataset.dedupe import has_near_copy, near_duplicate_groups
 from adaptune.dataset.gate import answer_reject_reason, reject_reason
 from adaptune.dataset.scrub import scrub
 from adaptune.dataset.tasks import ANSWER_CHARS, question_text
+from adaptune.dataset.taught import NO_CLIENT, SOURCE
 from adaptune.store import Store, schema
 from adaptune.types import Example, Issue
 
 log = logging.getLogger(__name__)
-
-SOURCE = "feedback"
-"""The ``solution_source`` of every example made here."""
-NO_CLIENT = "none"
-"""How the data card names the client of feedback stored without one (CLI, before 0004)."""
 
 
 def feedback_examples(store: Store, domain: str, rejected: Counter | None = None) -> list[Example]:
@@ -80,37 +76,6 @@ def gate_reason(domain: str, row: Mapping[str, Any], answer: str) -> str | None:
         return f"question_{reason}"
     reason = answer_reject_reason(answer)
     return f"answer_{reason}" if reason else None
-
-
-def dedupe_feedback(
-    examples: Sequence[Example], issue_questions: Sequence[str], rejected: Counter
-) -> list[Example]:
-    """Feedback examples without near copies, the earliest copy kept; drops counted by client.
-
-    ``duplicate_question``: the ticket nearly copies an issue's question (the issue's answer
-    stays) or an earlier ticket's. ``duplicate_answer``: the answer nearly copies one that an
-    earlier ticket's feedback already teaches, so one answer posted on many tickets teaches
-    once.
-    """
-    ordered = sorted(examples, key=lambda e: (e.known_at, e.id))
-    if not ordered:
-        return []
-    copies = (
-        has_near_copy([e.question for e in ordered], issue_questions)
-        if issue_questions
-        else [False] * len(ordered)
-    )
-    by_question = near_duplicate_groups([e.question for e in ordered])
-    by_answer = near_duplicate_groups([e.answer for e in ordered])
-    kept = []
-    for i, ex in enumerate(ordered):
-        if copies[i] or by_question[i] != i:
-            rejected[("duplicate_question", ex.meta["client"])] += 1
-        elif by_answer[i] != i:
-            rejected[("duplicate_answer", ex.meta["client"])] += 1
-        else:
-            kept.append(ex)
-    return kept
 
 
 def latest_feedback(conn: Connection, domain: str) -> list[dict[str, Any]]:
@@ -236,9 +201,6 @@ def _as_issue(domain: str, row: Mapping[str, Any]) -> Issue:
 
 
 __all__ = [
-    "NO_CLIENT",
-    "SOURCE",
-    "dedupe_feedback",
     "feedback_example",
     "feedback_examples",
     "gate_reason",

@@ -1,5 +1,5 @@
 """Measuring the chains of ``compare``: R matrices, answer modes, fix ranking, memory probes
-(the triage classifier and the duplicate search: :mod:`~adaptune.pipeline.classify_measure`).
+(the triage classifier and the duplicate search: :mod:`~adaptune.evaluate.classify`).
 
 Returns the metrics dict that :func:`adaptune.evaluate.report.render_report` renders (its
 schema is documented there). NLL is per held-out example and lower is better; ACC is the mean
@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from adaptune.evaluate.answers import Generated, answer_engine, generate_and_score, score
+from adaptune.evaluate.classify import classify_measurements, classify_verdict
 from adaptune.evaluate.generation import retrieval_baseline
 from adaptune.evaluate.measure import Evaluator
 from adaptune.evaluate.metrics import bootstrap_ci, paired_diff_ci, summary
 from adaptune.evaluate.probes import memory_probes
 from adaptune.memory import default_embedder
-from adaptune.pipeline.classify_measure import classify_measurements, classify_verdict
 from adaptune.types import Example
 
 

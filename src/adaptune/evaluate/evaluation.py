@@ -19,15 +19,21 @@ from typing import Any
 
 import numpy as np
 
+from adaptune.dataset.artifacts import find_build, iter_examples
 from adaptune.errors import ConfigError
 from adaptune.evaluate.answers import answer_engine, generate_and_score, score
+from adaptune.evaluate.chains import heldout_sets, ranking_rr
 from adaptune.evaluate.generation import retrieval_baseline
 from adaptune.evaluate.measure import Evaluator
 from adaptune.evaluate.metrics import bootstrap_ci, paired_diff_ci
+from adaptune.evaluate.text import text_nll
 from adaptune.memory import default_embedder
-from adaptune.pipeline import plan
-from adaptune.pipeline.measure import heldout_sets, ranking_rr
+from adaptune.memory.context import QaSet, load_qa
+from adaptune.registry import resolve, set_metrics
+from adaptune.registry.records import ALIASES, AdapterVersion, split_ref
 from adaptune.store import Store
+from adaptune.store.domains import resolve_domain
+from adaptune.train.model import DEFAULT_ID, load_base
 from adaptune.types import Example
 
 METRICS = ("nll", "fix_acc1", "fix_mrr", "embed_sim", "rouge_l")
@@ -86,17 +92,12 @@ def _ci(values: np.ndarray) -> list[float] | None:
     return list(bootstrap_ci(np.asarray(values, dtype=float))) if len(values) else None
 
 
-def _adapter(store: Store, ref: str, domain: str | None) -> Any:
-    from adaptune.registry import resolve
-    from adaptune.registry.records import ALIASES, split_ref
-
+def _adapter(store: Store, ref: str, domain: str | None) -> AdapterVersion:
     ref_domain, name = split_ref(ref)
     return resolve(store, domain if (name in ALIASES and ref_domain is None) else None, ref)
 
 
-def _base_model(rec: Any) -> str | None:
-    from adaptune.train.model import DEFAULT_ID
-
+def _base_model(rec: AdapterVersion) -> str | None:
     return None if rec.base_model == DEFAULT_ID else rec.base_model
 
 
@@ -104,9 +105,6 @@ def evaluate_version(
     store: Store, cfg: EvalConfig, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Measure ``cfg.version`` and the base model; the ``evaluate --json`` dict."""
-    from adaptune.registry import set_metrics
-    from adaptune.train.model import load_base
-
     say = progress or (lambda _m: None)
     started = time.perf_counter()
     rec = _adapter(store, cfg.version, cfg.domain)
@@ -114,12 +112,12 @@ def evaluate_version(
         return evaluate_issue_texts(store, rec, cfg, say, started)
     if cfg.task != "qa":
         raise ConfigError(f"--task {cfg.task!r}: use qa or issues.")
-    p0 = plan(store, cfg.domain or rec.domain, "from-base", None, cfg.context)
-    windows = pick_windows(p0.windows, cfg.windows)
-    held = heldout_sets(p0.examples, windows, cfg.heldout, cfg.seed)
+    data = load_qa(store, cfg.domain or rec.domain, cfg.context)
+    windows = pick_windows(data.windows, cfg.windows)
+    held = heldout_sets(data.examples, windows, cfg.heldout, cfg.seed)
     pooled = [e for w in windows for e in held[w]]
     if not pooled:
-        raise ConfigError(f"Windows {', '.join(windows)} of {p0.domain} have no held-out issues.")
+        raise ConfigError(f"Windows {', '.join(windows)} of {data.domain} have no held-out issues.")
     say(f"loading the base model of {rec.version}")
     model, tokenizer, _info = load_base(_base_model(rec), store.settings.home)
     ev = Evaluator(model, tokenizer, cfg.max_len)
@@ -132,7 +130,7 @@ def evaluate_version(
         if asked
         else None
     )
-    pool = list(p0.examples)
+    pool = list(data.examples)
     raw: dict[str, dict[str, np.ndarray]] = {}
     answers: dict[str, list[str]] = {}
     for name, adapter in (("base", None), ("adapter", rec.path)):
@@ -147,19 +145,19 @@ def evaluate_version(
             )
             vals["embed_sim"], vals["rouge_l"], answers[name] = got.sim, got.rouge, got.answers
         raw[name] = vals
-    result = _result(rec, p0, windows, cfg, raw, answers, asked, engine)
+    result = _result(rec, data, windows, cfg, raw, answers, asked, engine)
     result["examples"] = {"nll": len(pooled), "ranking": len(queries), "generated": len(asked)}
     result["seconds"] = round(time.perf_counter() - started, 1)
     if cfg.save:
-        key = f"{p0.domain}:{windows[0]}-{windows[-1]}:{cfg.context}"
+        key = f"{data.domain}:{windows[0]}-{windows[-1]}:{cfg.context}"
         summary = {m: result["adapter"][m] for m in METRICS} | {"diff": result["diff"]}
         set_metrics(store, rec.version, {"evaluations": {key: summary}})
     return result
 
 
 def _result(
-    rec: Any,
-    p0: Any,
+    rec: AdapterVersion,
+    data: QaSet,
     windows: list[str],
     cfg: EvalConfig,
     raw: dict[str, dict[str, np.ndarray]],
@@ -171,8 +169,8 @@ def _result(
     out: dict[str, Any] = {
         "version": rec.version,
         "adapter_domain": rec.domain,
-        "domain": p0.domain,
-        "build": p0.build,
+        "domain": data.domain,
+        "build": data.build,
         "windows": windows,
         "context": cfg.context,
         "backend": engine.name if engine else None,
@@ -187,7 +185,7 @@ def _result(
     }
     out["retrieval_baseline"], out["samples"] = None, []
     if asked:
-        train = [e for e in p0.examples if e.split == "train"]
+        train = [e for e in data.examples if e.split == "train"]
         emb = default_embedder()
         got = score(retrieval_baseline(train, asked, emb), [e.answer for e in asked], emb)
         out["retrieval_baseline"] = {"embed_sim": _ci(got.sim), "rouge_l": _ci(got.rouge)}
@@ -206,15 +204,9 @@ def _result(
 
 
 def evaluate_issue_texts(
-    store: Store, rec: Any, cfg: EvalConfig, say: Callable[[str], None], started: float
+    store: Store, rec: AdapterVersion, cfg: EvalConfig, say: Callable[[str], None], started: float
 ) -> dict[str, Any]:
     """NLL of a domain's held-out issue texts, base vs adapter (``--task issues``)."""
-    from adaptune.dataset.artifacts import find_build, iter_examples
-    from adaptune.evaluate.text import text_nll
-    from adaptune.registry import set_metrics
-    from adaptune.store.domains import resolve_domain
-    from adaptune.train.model import load_base
-
     with store.begin() as conn:
         domain = resolve_domain(conn, cfg.domain or rec.domain).name
     folder = find_build(store.settings.home, domain, None)

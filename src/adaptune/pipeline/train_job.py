@@ -27,8 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from adaptune.config import TrainConfig, train_field, train_settings
+from adaptune.dataset.artifacts import find_build, iter_examples, read_manifest
 from adaptune.errors import ConfigError
-from adaptune.pipeline import CONTEXTS, Plan, plan
+from adaptune.memory.context import CONTEXTS
+from adaptune.pipeline import Plan, plan
+from adaptune.pipeline.dataset_build import build_dataset
+from adaptune.registry import list_versions, promote, register, set_metrics
+from adaptune.registry.gate import gate
 from adaptune.store import Store
 from adaptune.store.domains import resolve_domain
 from adaptune.track import Tracker, check_kind, log_version, step_logger, tracking
@@ -38,22 +44,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class LoopParams:
-    """The parameters of a ``train`` job (every one optional)."""
+    """The parameters of a ``train`` job (every one optional).
 
-    model: str | None = None
-    """Base model folder or cached Hugging Face id (``None``: the default SmolLM2)."""
-    max_steps: int | None = None
-    """Training steps (``None``: ``epochs`` passes)."""
-    epochs: float = 1.0
-    """Passes over the window's examples when ``max_steps`` is not set."""
-    batch_size: int = 4
-    """Packed rows per step."""
-    max_len: int = 1024
-    """Tokens per packed row and per measured example."""
-    lr: float = 2e-4
-    """Peak learning rate."""
-    replay: float = 0.25
-    """Earlier windows' examples replayed, as a share of the newest window's."""
+    The training settings among them are :class:`TrainConfig`'s (:func:`train_field`): its
+    meaning and its default; ``replay`` is its ``replay_share``.
+    """
+
+    model: str | None = train_field("model")
+    max_steps: int | None = train_field("max_steps")
+    epochs: float = train_field("epochs")
+    batch_size: int = train_field("batch_size")
+    max_len: int = train_field("max_len")
+    """Also the tokens per measured example."""
+    lr: float = train_field("lr")
+    replay: float = train_field("replay_share")
     context: str = "retrieved"
     """``retrieved`` (similar resolved issues in every prompt) or ``none``."""
     heldout_per_window: int = 8
@@ -64,12 +68,12 @@ class LoopParams:
     """Relative NLL regression forgiven on an older window (0.02 = 2 %)."""
     promote: bool = True
     """``False``: a passing gate leaves the version ``candidate`` for the caller to promote."""
-    checkpoint_every: int = 50
-    """Optimizer steps between checkpoints (a retried job resumes from the last)."""
+    checkpoint_every: int = train_field("checkpoint_every")
+    """A retried job resumes from the last checkpoint."""
     job_id: str | None = None
     """The job's id: makes a retried job find its adapter instead of training twice."""
-    seed: int = 0
-    """Seed of training and of the held-out sample."""
+    seed: int = train_field("seed")
+    """Also the seed of the held-out sample."""
     track: str | None = None
     """``mlflow`` logs the run (config, per-step loss, gate metrics, adapter); ``None``: off."""
 
@@ -110,8 +114,6 @@ def train_job(
     (``production`` or ``candidate``), ``gate`` (``passed``, ``reason``, ``candidate`` and
     ``production`` NLL per window, ``tolerance``, …) and ``cost``.
     """
-    from adaptune.dataset import build as build_dataset
-    from adaptune.registry import list_versions
     from adaptune.train.model import load_base
 
     p = LoopParams.from_params(params)
@@ -151,8 +153,6 @@ def train_job(
 def _newest_trainable(store: Store, domain: str, build_id: str) -> str | None:
     """The newest window with training examples (a window holding only a held-out correction,
     say, has nothing to train on: its examples are still measured by the gate)."""
-    from adaptune.dataset.artifacts import find_build, iter_examples, read_manifest
-
     folder = find_build(store.settings.home, domain, build_id)
     order = [w["name"] for w in read_manifest(folder)["tasks"]["qa"]["windows"]]
     trainable = {e.window for e in iter_examples(folder, "qa") if e.split == "train"}
@@ -193,23 +193,10 @@ def _train(
     store: Store, the_plan: Plan, p: LoopParams, base: tuple, say: Callable, run: Tracker
 ) -> Any:
     """Train the plan's window and register the adapter with the job's id."""
-    from adaptune.registry import register
-    from adaptune.train import CheckpointError, TrainConfig, train
+    from adaptune.train import CheckpointError, train
 
     lm, tokenizer, base_id, base_hash = base
-    config = TrainConfig(
-        strategy="adaptive",
-        window=the_plan.window,
-        max_steps=p.max_steps,
-        epochs=p.epochs,
-        batch_size=p.batch_size,
-        max_len=p.max_len,
-        lr=p.lr,
-        replay_share=p.replay,
-        seed=p.seed,
-        checkpoint_every=p.checkpoint_every,
-        model=p.model,
-    )
+    config = TrainConfig(**train_settings(p), strategy="adaptive", window=the_plan.window)
     parent = the_plan.parent
     run_dir = the_plan.run_dir
     if p.job_id:
@@ -259,9 +246,8 @@ def _decide(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """Measure the candidate and its reference on the held-out windows; the gate decides."""
+    from adaptune.evaluate.chains import heldout_sets
     from adaptune.evaluate.measure import Evaluator
-    from adaptune.pipeline.measure import heldout_sets
-    from adaptune.registry.gate import gate
 
     windows = list(the_plan.windows[-p.eval_windows :] if p.eval_windows else the_plan.windows)
     held = heldout_sets(the_plan.examples, windows, p.heldout_per_window, p.seed)
@@ -303,8 +289,6 @@ def _plain(metrics: Mapping[str, float]) -> dict[str, float | None]:
 
 def _record(store: Store, version: Any, record: dict[str, Any]) -> Any:
     """Store the decision on the version, then point the alias it earned at it."""
-    from adaptune.registry import promote, set_metrics
-
     set_metrics(store, version.version, {"answer_nll": record["candidate"], "gate": record})
     return promote(store, version.version, _alias(record))
 
@@ -322,8 +306,6 @@ def _reapply(store: Store, version: Any) -> None:
     Only while the version is still the domain's newest: otherwise the loop has moved on and
     re-pointing an alias at it would undo a later decision.
     """
-    from adaptune.registry import list_versions, promote
-
     alias = _alias(version.metrics["gate"])
     newest = list_versions(store, version.domain)[-1]
     if newest.version == version.version and alias not in version.aliases:
