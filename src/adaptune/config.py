@@ -202,8 +202,8 @@ class TrainConfig:
     """Give freed activations back to the system at once: flat RSS, slower.
 
     glibc's, see :mod:`adaptune.train.memory`: peak RSS stays at what is live, but every fresh
-    page faults (measured by hand: 165 against 223 real tokens/s at two 1,024-token rows per
-    forward; ``bench/train_throughput.py --release-memory`` re-measures it)."""
+    page faults, which costs throughput (``bench/train_throughput.py --release-memory``
+    measures it; a hand measurement in ``bench/results/hand_measurements.md``)."""
     fast: bool = True
     """Apply the CPU speed-ups of :mod:`adaptune.train.fast` for the run (its
     :func:`~adaptune.train.fast.accelerate`): each packed example attended on its own, in bf16

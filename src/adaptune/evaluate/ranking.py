@@ -15,12 +15,11 @@ counts every candidate scoring at least as high (ties count against it).
 Cost, in token-forwards, with Q issues, C candidates, prompts of P tokens and answers cut to A
 tokens: U·A once for the empty-question NLL of the U distinct candidates, plus Q·(P + C·A) for
 the rest: the prompt runs once per issue and its cache serves all candidates (see
-:class:`~adaptune.evaluate.scoring.Scorer`), against Q·C·(P + A) for full rows. Measured with
-SmolLM2-135M in fp32 on two busy CPU cores: 48 candidates of 65 tokens after a 366-token prompt
-took 40 s this way and 169 s as full rows; the model runs at roughly 80–200 tokens/s there.
-So the defaults (Q=200, C=50, A=64, P≈400: ≈ 0.75M tokens) take one to two hours per adapter
-and window on such a machine; ``max_examples=50, max_answer_tokens=32`` (≈ 0.1M tokens) about
-ten to twenty minutes. ``batch_size`` candidates share one copy of the prompt's cache.
+:class:`~adaptune.evaluate.scoring.Scorer`), against Q·C·(P + A) for full rows. The defaults
+(Q=200, C=50, A=64, P≈400) come to about 0.75M token-forwards per adapter and window,
+``max_examples=50, max_answer_tokens=32`` to about 0.1M (what that takes on a 2-core
+CPU: ``bench/results/hand_measurements.md``). ``batch_size`` candidates share one copy of
+the prompt's cache.
 """
 
 from __future__ import annotations

@@ -125,9 +125,8 @@ def _seed(seed: int) -> None:
 
 CHECK_TOKENS = 96
 """The head-only check runs on the last this-many tokens of an example (its answer tokens among
-them): it compares two computations of the same loss, which any ids serve. Measured by hand on
-SmolLM2-135M: both checks took about 2.4 s per trained adapter on a whole example of 470 tokens,
-0.7 s on its last 96."""
+them): it compares two computations of the same loss, which any ids serve, so a short tail
+costs a fraction of a whole example (``bench/results/hand_measurements.md``)."""
 
 
 def _checks(model: Any, example: Encoded) -> tuple[bool, bool]:

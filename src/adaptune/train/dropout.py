@@ -1,8 +1,9 @@
 """LoRA dropout that costs almost nothing on a CPU: sparse drops, one draw per shared input.
 
 PEFT gives every LoRA module its own ``nn.Dropout`` on the module's input. On a CPU that is a
-large share of a small model's step (measured here: ``bernoulli_`` alone took 10 % of a
-SmolLM2-135M step, and each mask is a full float tensor kept for the backward pass). Two
+large share of a small model's step (``bernoulli_`` is among the largest element-wise costs of
+a SmolLM2-135M step, ``bench/results/hand_measurements.md``, and each mask is a full float tensor
+kept for the backward pass). Two
 changes, with the same dropout rate and the same expectation:
 
 - **Sparse drops.** Only a share ``p`` of the elements is dropped, so instead of a dense

@@ -2,13 +2,12 @@
 
 glibc serves large allocations with ``mmap`` only up to a threshold that it raises by itself
 whenever such a block is freed (up to 32 MiB). After the first optimizer step every activation
-tensor of a step therefore comes from the heap, which glibc rarely gives back: measured here on
-SmolLM2-135M with one 1,024-token row per forward, peak RSS grew from 3.07 GB to 3.76 GB over two
-steps and kept growing. Fixing the threshold at 1 MiB (which also turns the adjustment off)
-sends each large tensor to ``mmap`` and back to the system when freed: peak RSS stayed at
-2.72 GB over three steps. The price is a page fault per fresh page of every large tensor: in
-``bench/train_throughput.py`` (one 1,024-token row per forward) 129 real tokens/s against 162
-with two rows per forward and glibc's default, so it is opt-in (``TrainConfig.release_memory``).
+tensor of a step therefore comes from the heap, which glibc rarely gives back, and peak RSS
+keeps growing from step to step. Fixing the threshold at 1 MiB (which also turns the adjustment
+off) sends each large tensor to ``mmap`` and back to the system when freed, and peak RSS stays
+flat. The price is a page fault per fresh page of every large tensor, a clear loss of
+throughput, so it is opt-in (``TrainConfig.release_memory``; the figures:
+``bench/results/hand_measurements.md`` and ``bench/train_throughput.py --release-memory``).
 """
 
 from __future__ import annotations

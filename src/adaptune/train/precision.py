@@ -90,8 +90,8 @@ def low_precision_weights(model: torch.nn.Module, precision: str) -> Iterator[in
 
     The copies cost half the swapped weights' size. The fp32 weights are kept rather than
     split into a bf16 and a 16-bit remainder: the base model's weights are memory-mapped from
-    its safetensors, so dropping them frees nothing (measured by hand on 2026-12-07 with a
-    version since removed: the split used 250 MB more at peak and trained 3 % slower)."""
+    its safetensors, so dropping them frees nothing, and a version that split them used more
+    memory at peak and trained slower (``bench/results/hand_measurements.md``)."""
     if precision != "bf16":
         yield 0
         return

@@ -1,9 +1,9 @@
 """Causal attention of one example in bf16 on a CPU, in blocks of queries: only the causal part.
 
-PyTorch's CPU flash-attention kernel runs no faster in bf16 than in fp32 (about 20–90 GFLOP/s on
-this machine at 100–1,000 tokens, ``bench/attention_kernel.py``), and its 512-key blocks skip no
-causal work in examples of up to 512 tokens, so in a bf16 training step attention took 35 % of
-the time (``bench/train_profile.py``). :func:`causal_attention` does the same sum with bf16
+PyTorch's CPU flash-attention kernel runs no faster in bf16 than in fp32
+(``bench/attention_kernel.py``), and its 512-key blocks skip no causal work in examples of up to
+512 tokens, so attention took a large share of a bf16 training step (``bench/train_profile.py``;
+``bench/results/hand_measurements.md``). :func:`causal_attention` does the same sum with bf16
 batched matrix multiplies, which run near the bf16 ceiling, over blocks of :data:`BLOCK` queries:
 block ``i`` scores its queries against keys ``0 … end of block i`` only (the causal part plus
 the block's own diagonal square, masked), so an example of ``L`` tokens computes about

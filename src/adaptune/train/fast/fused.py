@@ -4,10 +4,9 @@ Op by op, PyTorch goes through memory once per operation: an RMSNorm forward is 
 the ``(tokens, hidden)`` tensor (square, mean, reciprocal root, two multiplies) and its
 closed-form backward six; the MLP's ``silu(gate) · up`` is two forward and about eight backward.
 These do each in one pass, fp32 inside; under bf16 autocast the gated SiLU's gradients are
-rounded once instead of after every operation. Measured on 2026-12-07 with 4-step bf16 runs of
-``bench/train_throughput.py --variants adaptune`` (8 rows of 1,024 tokens): 458 real tokens/s
-without them, 516 with them; ``bench/train_profile.py`` puts the element-wise rest of a bf16
-step at 13 % with them, 15 % without.
+rounded once instead of after every operation (tokens/s with and without them:
+``bench/results/hand_measurements.md``; ``bench/train_profile.py`` shows the element-wise rest of a
+step).
 
 Each function returns ``None`` where the compiled kernels cannot run
 (:func:`adaptune.train.fast.compiled.load`) or the tensors are not what they take (dtype,

@@ -7,11 +7,9 @@ over the ``(tokens, hidden)`` tensor. With the weight frozen (LoRA trains no nor
 :class:`_FrozenRMSNorm` keeps the input and one reciprocal RMS per token, and computes the
 input's gradient in closed form, ``rstd · (g·w − n · mean(g·w · n))`` with ``n = x · rstd``, in
 six passes; where the compiled kernels run (:mod:`~adaptune.train.fast.fused`, fp32 inputs) the
-forward and the backward are one pass each. SmolLM2-135M has 61 norms.
-``bench/train_profile.py`` put the element-wise rest of a bf16 step at 15 % with the PyTorch
-path, 19 % before it; measured by hand on 2026-12-07 (a bf16 step of 8 rows of 1,024 tokens,
-``bench/train_throughput.py``'s pool, with and without it): 2 % more real tokens per second and
-67 MB less peak RSS, the same losses to four decimals.
+forward and the backward are one pass each. SmolLM2-135M has 61 norms, so the element-wise
+rest of a step shrinks (``bench/train_profile.py``; before and after:
+``bench/results/hand_measurements.md``), with the same losses.
 :func:`frozen_norms` swaps it in for a training run; a norm that computes something else
 (checked on one of each class) or whose weight trains keeps its own path.
 """

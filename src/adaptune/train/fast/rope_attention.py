@@ -4,9 +4,8 @@ transformers' attention layer rotates the queries and keys (``x·cos + rotate_ha
 before it calls the attention function. In bf16 training the projections come out in bf16 and
 ``cos``/``sin`` are fp32, so the rotation makes fp32 copies of q and k (a multiply, a negation,
 a concatenation, a second multiply and a sum each, and as many again backward), for what is a
-few multiply-adds per element. Measured on 2026-12-07 with 4-step bf16 runs of
-``bench/train_throughput.py --variants adaptune`` (8 rows of 1,024 tokens): 446 real tokens/s
-with the rotation outside the kernel, 458 with it inside.
+few multiply-adds per element (what inside the kernel gains:
+``bench/results/hand_measurements.md``).
 :func:`adaptune.train.fast.native.causal_attention` can rotate q and k itself as it packs them, and
 send the gradients back through the rotation as it writes them.
 
