@@ -24,11 +24,14 @@ import os
 import stat
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from adaptune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
 HOME_MODE = 0o700
@@ -276,14 +279,14 @@ def train_field(name: str, default: Any = MISSING) -> Any:
     return field(default=value, metadata={TRAIN_SETTING: name})
 
 
-def train_names(config: Any) -> dict[str, str]:
+def train_names(config: DataclassInstance) -> dict[str, str]:
     """Field name → TrainConfig setting, for the :func:`train_field` fields of a dataclass."""
     return {
         f.name: f.metadata[TRAIN_SETTING] for f in fields(config) if TRAIN_SETTING in f.metadata
     }
 
 
-def train_settings(config: Any) -> dict[str, Any]:
+def train_settings(config: DataclassInstance) -> dict[str, Any]:
     """The training settings a dataclass instance holds, by TrainConfig name (for its
     constructor)."""
     return {setting: getattr(config, name) for name, setting in train_names(config).items()}

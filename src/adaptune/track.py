@@ -21,10 +21,13 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from adaptune.config import load_settings
 from adaptune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,34 @@ class Tracker(Protocol):
         """Copy ``folder`` into the run's artifacts as ``name``."""
 
 
+class StepProgress(Protocol):
+    """What :func:`step_logger` reads of a trainer's progress (``adaptune.train.Progress``)."""
+
+    @property
+    def step(self) -> int: ...
+    @property
+    def loss(self) -> float: ...
+    @property
+    def tokens_per_s(self) -> float: ...
+
+
+class Version(Protocol):
+    """What :func:`log_version` reads of a registered adapter (``AdapterVersion``)."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def parent(self) -> str | None: ...
+    @property
+    def cost(self) -> dict[str, Any]: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+    @property
+    def weights_sha256(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+
+
 class NoTracker:
     """Tracking off: every call does nothing."""
 
@@ -73,7 +104,7 @@ class NoTracker:
 class MlflowTracker:
     """One MLflow run, written through ``MlflowClient`` (no global active-run state)."""
 
-    def __init__(self, client: Any, run_id: str) -> None:
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
         self.client, self.run_id = client, run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -139,12 +170,13 @@ def tracking(
     client.set_terminated(run_id, "FINISHED")
 
 
-def step_logger(
-    tracker: Tracker, then: Callable[[Any], None] | None = None
-) -> Callable[[Any], None]:
+P = TypeVar("P", bound=StepProgress)
+
+
+def step_logger(tracker: Tracker, then: Callable[[P], None] | None = None) -> Callable[[P], None]:
     """A trainer progress callback logging ``loss`` and ``tokens_per_s`` per step, then ``then``."""
 
-    def on_step(progress: Any) -> None:
+    def on_step(progress: P) -> None:
         numbers = {"loss": progress.loss, "tokens_per_s": progress.tokens_per_s}
         tracker.log_metrics(numbers, step=progress.step)
         if then is not None:
@@ -165,7 +197,7 @@ def flat_metrics(values: Mapping[str, Any], prefix: str = "") -> dict[str, float
     return out
 
 
-def log_version(tracker: Tracker, version: Any) -> None:
+def log_version(tracker: Tracker, version: Version) -> None:
     """Finish a run with its registered adapter: cost and metrics, version tags, the folder."""
     tracker.log_metrics(flat_metrics({"cost": version.cost, **version.metrics}))
     tags = {"adaptune.version": version.version, "adaptune.parent": version.parent or "base"}
@@ -178,7 +210,7 @@ def default_uri(home: Path) -> str:
     return "sqlite:///" + str((home / "mlruns" / "mlflow.db").resolve())
 
 
-def _start_mlflow(domain: str, run_name: str | None, home: Path | None) -> tuple[Any, str]:
+def _start_mlflow(domain: str, run_name: str | None, home: Path | None) -> tuple[MlflowClient, str]:
     """A new run in the domain's experiment; the experiment is created when missing."""
     client_cls = _mlflow_client()
     home = home if home is not None else _home()
@@ -196,7 +228,7 @@ def _start_mlflow(domain: str, run_name: str | None, home: Path | None) -> tuple
     return client, run.info.run_id
 
 
-def _mlflow_client() -> Any:
+def _mlflow_client() -> type[MlflowClient]:
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -16,9 +16,12 @@ from adaptune.config import TrainConfig
 from adaptune.store import open_store
 from adaptune.track import check_kind, log_version, step_logger, tracking
 
+if TYPE_CHECKING:
+    from adaptune.train.loop import Progress as TrainProgress
+
 
 @contextmanager
-def _bar() -> Iterator[Callable[[Any], None]]:
+def _bar() -> Iterator[Callable[[TrainProgress], None]]:
     """A rich progress bar fed by the trainer's per-step callback."""
     columns = (
         TextColumn("[bold]train[/]"),
@@ -31,7 +34,7 @@ def _bar() -> Iterator[Callable[[Any], None]]:
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task("train", total=None, loss=float("nan"), tps=0.0)
 
-        def update(p: Any) -> None:
+        def update(p: TrainProgress) -> None:
             bar.update(task, completed=p.step, total=p.total_steps, loss=p.loss, tps=p.tokens_per_s)
 
         yield update

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from detect_secrets.plugins.base import RegexBasedDetector
 
 Found = list[tuple[str, str]]
 """``(kind, value)`` pairs, in the order they were replaced."""
@@ -194,7 +197,7 @@ _PLUGIN_HINTS: dict[str, tuple[str, tuple[str, ...]]] = {
 """detect-secrets plugins by module, each with lower-case strings one of which its matches hold."""
 
 
-def _load_plugins() -> tuple[tuple[Any, tuple[str, ...]], ...]:
+def _load_plugins() -> tuple[tuple[RegexBasedDetector, tuple[str, ...]], ...]:
     """The detect-secrets plugins this installation has (none when it is not installed)."""
     plugins = []
     for module, (name, hints) in _PLUGIN_HINTS.items():

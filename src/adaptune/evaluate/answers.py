@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +28,11 @@ from adaptune.generate.local import generate_batch
 from adaptune.generate.prompt import example_request
 from adaptune.memory.embed import Embedder
 from adaptune.types import Example
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from adaptune.evaluate.measure import Evaluator
 
 BACKENDS = ("auto", "llamacpp", "transformers")
 
@@ -53,7 +58,7 @@ class EvaluatorGenerator:
 
     name = "transformers"
 
-    def __init__(self, evaluator: Any, max_len: int) -> None:
+    def __init__(self, evaluator: Evaluator, max_len: int) -> None:
         self.evaluator, self.max_len = evaluator, max_len
 
     def ready(self) -> bool:
@@ -77,19 +82,19 @@ class EvaluatorGenerator:
 class TransformersAnswers(AnswerEngine):
     """Generation with transformers (+ PEFT) on the evaluator's base model."""
 
-    def __init__(self, evaluator: Any, max_len: int) -> None:
+    def __init__(self, evaluator: Evaluator, max_len: int) -> None:
         super().__init__(EvaluatorGenerator(evaluator, max_len))
 
 
 class LlamaCppAnswers(AnswerEngine):
     """Generation with llama.cpp: the base GGUF once, each adapter converted on first use."""
 
-    def __init__(self, home: Path, tokenizer: Any, max_len: int) -> None:
+    def __init__(self, home: Path | None, tokenizer: PreTrainedTokenizerBase, max_len: int) -> None:
         super().__init__(LlamaCppGenerator(home=home, tokenizer=tokenizer, max_len=max_len))
 
 
 def answer_engine(
-    backend: str, evaluator: Any, model: str | None, home: Path, max_len: int
+    backend: str, evaluator: Evaluator, model: str | None, home: Path | None, max_len: int
 ) -> AnswerEngine:
     """``auto``: llama.cpp for the default model when ``adaptune[llamacpp]`` is installed."""
     if backend not in BACKENDS:

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from adaptune.evaluate.answers import Generated, answer_engine, generate_and_score, score
+from adaptune.evaluate.answers import (
+    AnswerEngine,
+    Generated,
+    answer_engine,
+    generate_and_score,
+    score,
+)
 from adaptune.evaluate.classify import classify_measurements, classify_verdict
 from adaptune.evaluate.generation import retrieval_baseline
 from adaptune.evaluate.measure import Evaluator
@@ -22,6 +29,46 @@ from adaptune.evaluate.metrics import bootstrap_ci, paired_diff_ci, summary
 from adaptune.evaluate.probes import memory_probes
 from adaptune.memory import default_embedder
 from adaptune.types import Example
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from adaptune.registry.records import AdapterVersion
+    from adaptune.store import Store
+
+
+class ChainPlan(Protocol):
+    """What :func:`measure_chains` reads of the first window's plan (``pipeline.Plan``)."""
+
+    @property
+    def domain(self) -> str: ...
+    @property
+    def build(self) -> str: ...
+    @property
+    def examples(self) -> Sequence[Example]: ...
+
+
+class ChainSettings(Protocol):
+    """What :func:`measure_chains` reads of its settings (``pipeline.compare.CompareConfig``)."""
+
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def max_len(self) -> int: ...
+    @property
+    def context(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def heldout_per_window(self) -> int: ...
+    @property
+    def ranking_examples(self) -> int: ...
+    @property
+    def probes_per_window(self) -> int: ...
+    @property
+    def generate(self) -> int: ...
+    @property
+    def backend(self) -> str: ...
 
 
 def _ci(values: Sequence[float] | np.ndarray, seed: int = 0) -> list[float]:
@@ -41,7 +88,7 @@ def heldout_sets(
 
 
 def _matrix(
-    ev: Evaluator, chain: Sequence[Any], held: dict[str, list[Example]], ctx: bool
+    ev: Evaluator, chain: Sequence[AdapterVersion], held: dict[str, list[Example]], ctx: bool
 ) -> tuple[list[list[float]], list[list[list[float]]]]:
     rows, cis = [], []
     for version in chain:
@@ -51,13 +98,18 @@ def _matrix(
     return rows, cis
 
 
-def _cost(chain: Sequence[Any]) -> dict[str, float]:
+def _cost(chain: Sequence[AdapterVersion]) -> dict[str, float]:
     keys = ("tokens", "seconds", "examples")
     return {k: sum(float(v.cost.get(k) or 0) for v in chain) for k in keys}
 
 
 def ranking_rr(
-    ev: Evaluator, adapter: Any, queries: list[Example], pool: list[Example], ctx: bool, seed: int
+    ev: Evaluator,
+    adapter: Path | None,
+    queries: list[Example],
+    pool: list[Example],
+    ctx: bool,
+    seed: int,
 ) -> np.ndarray:
     """Reciprocal rank of each query's true fix among its candidates (1.0 = ranked first)."""
     if not queries:
@@ -77,12 +129,12 @@ def ranking_rr(
 
 def _modes(
     ev: Evaluator,
-    final: Any,
-    control: Any,
+    final: AdapterVersion,
+    control: AdapterVersion | None,
     pooled: list[Example],
     queries: list[Example],
     pool: list[Example],
-    gen: tuple[Any, list[Example]],
+    gen: tuple[AnswerEngine | None, list[Example]],
     seed: int,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Generated]]:
     """NLL, fix ranking and generated answers of each way to answer; raw values for pairing.
@@ -175,7 +227,7 @@ def _paired(raw: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 
 def _probes(
     ev: Evaluator,
-    chain: Sequence[Any],
+    chain: Sequence[AdapterVersion],
     examples: Sequence[Example],
     windows: Sequence[str],
     per_window: int,
@@ -208,15 +260,15 @@ def _probes(
 
 
 def measure_chains(
-    p0: Any,
+    p0: ChainPlan,
     windows: Sequence[str],
-    chains: dict[str, list[Any]],
-    control: Any,
-    models: tuple[Any, Any],
-    cfg: Any,
+    chains: dict[str, list[AdapterVersion]],
+    control: AdapterVersion | None,
+    models: tuple[PreTrainedModel, PreTrainedTokenizerBase],
+    cfg: ChainSettings,
     say: Callable[[str], None],
-    home: Any = None,
-    store: Any = None,
+    home: Path | None = None,
+    store: Store | None = None,
 ) -> dict[str, Any]:
     """Every measurement of ``compare``, as the report's metrics dict.
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from adaptune.dataset.artifacts import find_build, iter_examples
 from adaptune.errors import ConfigError
-from adaptune.evaluate.answers import answer_engine, generate_and_score, score
+from adaptune.evaluate.answers import AnswerEngine, answer_engine, generate_and_score, score
 from adaptune.evaluate.chains import heldout_sets, ranking_rr
 from adaptune.evaluate.generation import retrieval_baseline
 from adaptune.evaluate.measure import Evaluator
@@ -163,7 +163,7 @@ def _result(
     raw: dict[str, dict[str, np.ndarray]],
     answers: dict[str, list[str]],
     asked: list[Example],
-    engine: Any,
+    engine: AnswerEngine | None,
 ) -> dict[str, Any]:
     """The JSON contract of ``adaptune evaluate --json``."""
     out: dict[str, Any] = {

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,16 @@ from adaptune.evaluate.ranking import RankingResult, fix_ranking
 from adaptune.evaluate.scoring import answer_nll
 from adaptune.train.lora import quiet_peft
 from adaptune.types import Example
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from adaptune.generate.prompt import Target
+
+
+_Version = tuple[str | int | None, ...]
+"""An adapter's identity in the score caches (see :func:`_version`)."""
 
 
 class Evaluator:
@@ -32,15 +42,17 @@ class Evaluator:
     several rankings, is computed once.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, max_len: int = 1024) -> None:
+    def __init__(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_len: int = 1024
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_len = max_len
-        self._nll: dict[tuple[Any, ...], float] = {}
-        self._priors: dict[tuple[Any, ...], dict[Any, float]] = {}
+        self._nll: dict[tuple[_Version, bool, int, str], float] = {}
+        self._priors: dict[tuple[_Version, int], dict[Target, float]] = {}
 
     @contextmanager
-    def using(self, adapter: Path | None) -> Iterator[Any]:
+    def using(self, adapter: Path | None) -> Iterator[PreTrainedModel | PeftModel]:
         """The base model (``adapter=None``) or the base with ``adapter`` loaded, then removed."""
         if adapter is None:
             yield self.model
@@ -78,7 +90,7 @@ class Evaluator:
             )
 
 
-def _version(adapter: Path | None) -> tuple[Any, ...]:
+def _version(adapter: Path | None) -> _Version:
     """What identifies an adapter's weights cheaply: its folder, and its weights file's size and
     modification time (a folder rewritten in place scores anew)."""
     if adapter is None:

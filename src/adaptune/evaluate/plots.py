@@ -13,7 +13,7 @@ import base64
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from matplotlib import colormaps
@@ -25,6 +25,8 @@ from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 Cell = float | int | None
 Series = tuple[Sequence[Cell], Sequence[Sequence[float] | None] | None]
 """A line to plot: values per window and, optionally, a ``[lo, hi]`` interval per value."""
+
+T = TypeVar("T")
 
 DPI = 110
 MISSING = "#dddddd"
@@ -188,7 +190,7 @@ def labels(names: Sequence[str], n: int, prefix: str = "w") -> list[str]:
     return list(names[:n]) + [f"{prefix}{i + 1}" for i in range(len(names), n)]
 
 
-def _cell(matrix: Sequence[Sequence[Any]] | None, i: int, j: int) -> Any:
+def _cell(matrix: Sequence[Sequence[T]] | None, i: int, j: int) -> T | None:
     """``matrix[i][j]``, or ``None`` when the matrix is missing or ragged there."""
     try:
         return matrix[i][j] if matrix else None
@@ -196,7 +198,7 @@ def _cell(matrix: Sequence[Sequence[Any]] | None, i: int, j: int) -> Any:
         return None
 
 
-def _width(matrix: Sequence[Sequence[Any]]) -> int:
+def _width(matrix: Sequence[Sequence[object]]) -> int:
     """The longest row's length: metrics may hold ragged matrices."""
     return max((len(row) for row in matrix), default=0)
 
@@ -230,7 +232,8 @@ def nll_per_window(strategies: dict[str, Any], base: Any, windows: Sequence[str]
     if not with_r and not base_nll:
         return None
     n = max([len(windows), len(base_nll or [])] + [_width(v["R"]) for v in with_r.values()])
-    just, final = {}, {}
+    just: dict[str, Series] = {}
+    final: dict[str, Series] = {}
     for name, s in with_r.items():
         r, ci, last = s["R"], s.get("R_ci"), len(s["R"]) - 1
         just[name] = ([_cell(r, j, j) for j in range(n)], [_cell(ci, j, j) for j in range(n)])
@@ -253,7 +256,9 @@ def cost_plot(rows: Sequence[dict[str, Any]]) -> str | None:
     return cost_scatter(points, "training tokens over the chain", "ACC: mean NLL, last window ↓")
 
 
-def memory_map(name: str, hits: Any, windows: Sequence[str]) -> str | None:
+def memory_map(
+    name: str, hits: Sequence[Sequence[Cell]] | None, windows: Sequence[str]
+) -> str | None:
     """A strategy's probe hit rates (after window i, on window j's probes) on a 0–1 scale."""
     if not hits or not any(measured(x) for row in hits for x in row):
         return None
@@ -268,7 +273,7 @@ def memory_map(name: str, hits: Any, windows: Sequence[str]) -> str | None:
     )
 
 
-def confusion_map(confusion: Any, names: Sequence[str]) -> str | None:
+def confusion_map(confusion: Sequence[Sequence[int]] | None, names: Sequence[str]) -> str | None:
     """The triage confusion matrix (rows: true label, columns: predicted) as counts."""
     if not confusion:
         return None

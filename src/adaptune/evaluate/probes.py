@@ -16,10 +16,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adaptune.evaluate.ranking import fix_ranking
 from adaptune.types import Example
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 REWORDED = "Seeing this again: {title}"
 """How ``reworded`` probes rephrase the title."""
@@ -66,8 +70,8 @@ def recurrences(trained: Sequence[Example], later: Sequence[Example]) -> list[Ex
 
 
 def probe_hits(
-    model: Any,
-    tokenizer: Any,
+    model: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
     probes: Sequence[Example],
     trained: Sequence[Example],
     **ranking: Any,

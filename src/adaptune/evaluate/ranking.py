@@ -30,17 +30,27 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from adaptune.errors import ConfigError
 from adaptune.evaluate.scoring import Scorer
 from adaptune.generate.local import evaluating
-from adaptune.generate.prompt import answer_target, example_context, example_signature, prompt_ids
+from adaptune.generate.prompt import (
+    Target,
+    answer_target,
+    example_context,
+    example_signature,
+    prompt_ids,
+)
 from adaptune.memory.embed import Embedder
 from adaptune.train.format import encode
 from adaptune.types import Example
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 WORD = re.compile(r"[a-z0-9_]+")
@@ -83,8 +93,8 @@ class RankingResult:
 
 
 def fix_ranking(
-    model: Any,
-    tokenizer: Any,
+    model: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[Example],
     candidates_per_example: int = 50,
     hard_negatives: int = 10,
@@ -97,7 +107,7 @@ def fix_ranking(
     max_answer_tokens: int | None = 64,
     max_len: int = 1024,
     batch_size: int = 16,
-    priors: dict[Any, float] | None = None,
+    priors: dict[Target, float] | None = None,
 ) -> RankingResult:
     """Rank each example's true fix among fixes of ``pool`` (default: the examples themselves).
 

@@ -137,7 +137,7 @@ _META = ("id", "created_at", "domain", "build", "base_model", "machine", "comman
 _SAMPLE = ("issue", "question", "reference", "base", "adaptive", "retrieval")
 
 
-def _wide(matrices: Iterable[Any]) -> bool:
+def _wide(matrices: Iterable[Sequence[Sequence[object]] | None]) -> bool:
     """Whether a heat-map has so many columns that it needs the page's full width."""
     return any(len(row) > WIDE for matrix in matrices for row in matrix or [])
 

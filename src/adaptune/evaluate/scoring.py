@@ -20,7 +20,7 @@ import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,10 +32,14 @@ from adaptune.train.format import IGNORE, Encoded, encode
 from adaptune.train.loss import head_only_matches
 from adaptune.types import Example
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
+
 
 def answer_nll(
-    model: Any,
-    tokenizer: Any,
+    model: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[Example],
     context: bool = True,
     max_len: int = 1024,
@@ -78,19 +82,23 @@ def perplexity(nll: Sequence[float] | np.ndarray) -> float:
 
 
 def nll_rows(
-    lm: Any,
+    lm: PreTrainedModel,
     head_only: bool,
     ids: torch.Tensor,
     labels: torch.Tensor,
     mask: torch.Tensor,
-    past: Any = None,
+    past: Cache | None = None,
     positions: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed answer NLL and answer-token count of each row (position t predicts label t+1)."""
     targets = labels[:, 1:]
     keep = targets != IGNORE
     body = lm.get_decoder() if head_only else lm
-    kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+    kwargs: dict[str, torch.Tensor | Cache | bool | None] = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "position_ids": positions,
+    }
     kwargs["use_cache"] = past is not None
     if past is not None:  # extended in place: callers pass a copy
         kwargs[_cache_kwarg(body)] = past
@@ -106,7 +114,7 @@ def nll_rows(
 
 
 def pad_rows(
-    rows: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, lm: Any
+    rows: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, lm: PreTrainedModel
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded ids, labels and attention mask on the model's device."""
     width = max(len(ids) for ids, _ in rows)
@@ -121,7 +129,7 @@ def pad_rows(
     return ids.to(on), labels.to(on), mask.to(on)
 
 
-def _head_only(model: Any, lm: Any, encoded: Encoded) -> bool:
+def _head_only(model: torch.nn.Module, lm: PreTrainedModel, encoded: Encoded) -> bool:
     ids = torch.tensor([encoded.input_ids], device=lm.device)
     labels = torch.tensor([encoded.labels], device=lm.device)
     return head_only_matches(model, ids, labels)
@@ -134,14 +142,21 @@ class Scorer:
     Make one with :meth:`build` inside :func:`~adaptune.generate.local.evaluating`.
     """
 
-    lm: Any
+    lm: PreTrainedModel
     head_only: bool
     share_prefix: bool
     pad_id: int
     batch_size: int
 
     @classmethod
-    def build(cls, model: Any, lm: Any, tokenizer: Any, batch_size: int, probe: Encoded) -> Scorer:
+    def build(
+        cls,
+        model: torch.nn.Module,
+        lm: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int,
+        probe: Encoded,
+    ) -> Scorer:
         """A scorer for ``lm``; ``probe`` (an encoded example) checks the two shortcuts."""
         head_only = _head_only(model, lm, probe)
         full = cls(lm, head_only, False, tokenizer.pad_token_id, batch_size)
@@ -167,7 +182,7 @@ class Scorer:
         return out
 
     def _rows(
-        self, prompt: Sequence[int], targets: Sequence[Target], past: Any
+        self, prompt: Sequence[int], targets: Sequence[Target], past: Cache | None
     ) -> tuple[np.ndarray, np.ndarray]:
         if past is None:
             rows = [((*prompt, *t.ids), (IGNORE,) * len(prompt) + t.labels) for t in targets]
@@ -184,7 +199,7 @@ class Scorer:
         positions = positions.unsqueeze(0).expand(len(targets), -1)
         return nll_rows(self.lm, self.head_only, ids, labels, full_mask, cache, positions)
 
-    def _prefix(self, ids: Sequence[int]) -> Any:
+    def _prefix(self, ids: Sequence[int]) -> Cache:
         batch = torch.tensor([list(ids)], device=self.lm.device)
         body = self.lm.get_decoder() if self.head_only else self.lm
         out = body(input_ids=batch, use_cache=True)
@@ -192,7 +207,7 @@ class Scorer:
         return out.past_key_values if cache is None else cache
 
 
-def _cache_kwarg(module: Any) -> str:
+def _cache_kwarg(module: torch.nn.Module) -> str:
     """``cache`` (transformers ≥ 5.24) or ``past_key_values`` (older releases)."""
     params = inspect.signature(module.forward).parameters
     return "cache" if "cache" in params else "past_key_values"

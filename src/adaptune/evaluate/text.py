@@ -11,16 +11,24 @@ the model to its own.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from adaptune.evaluate.scoring import nll_rows, pad_rows
 from adaptune.generate.local import evaluating
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 def text_nll(
-    model: Any, tokenizer: Any, texts: Sequence[str], max_len: int = 256, batch_size: int = 8
+    model: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_len: int = 256,
+    batch_size: int = 8,
 ) -> np.ndarray:
     """Per-text mean NLL of every token after the first (the first ``max_len`` tokens)."""
     rows = []

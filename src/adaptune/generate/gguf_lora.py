@@ -22,8 +22,9 @@ import os
 import re
 import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -119,12 +120,12 @@ def read_metadata(path: Path) -> dict[str, Any]:
         return fields
 
 
-def _read_string(fh: Any) -> str:
+def _read_string(fh: BinaryIO) -> str:
     (length,) = struct.unpack("<Q", fh.read(8))
     return fh.read(length).decode("utf-8", errors="replace")
 
 
-def _read_value(fh: Any, kind: int) -> Any:
+def _read_value(fh: BinaryIO, kind: int) -> Any:
     if kind == _STRING:
         return _read_string(fh)
     if kind == _ARRAY:
@@ -184,14 +185,14 @@ def _alpha(config: dict[str, Any]) -> float:
     return alpha
 
 
-def _lora_tensors(adapter_dir: Path, base: dict[str, Any], permute: bool) -> dict[str, Any]:
+def _lora_tensors(adapter_dir: Path, base: dict[str, Any], permute: bool) -> dict[str, np.ndarray]:
     """GGUF tensor name → float32 array, q/k ``lora_B`` permuted."""
     from gguf import MODEL_ARCH, MODEL_ARCH_NAMES, get_tensor_name_map
     from safetensors.numpy import load_file
 
     arch = {name: key for key, name in MODEL_ARCH_NAMES.items()}[base["arch"]]
     names = get_tensor_name_map(MODEL_ARCH(arch), base["blocks"])
-    out: dict[str, Any] = {}
+    out: dict[str, np.ndarray] = {}
     for key, value in sorted(_load_float(adapter_dir / WEIGHTS, load_file).items()):
         found = _KEY.match(key)
         module = found["module"].rsplit(".", 1)[-1] if found else ""
@@ -215,7 +216,9 @@ def _lora_tensors(adapter_dir: Path, base: dict[str, Any], permute: bool) -> dic
     return out
 
 
-def _load_float(path: Path, load_file: Any) -> dict[str, np.ndarray]:
+def _load_float(
+    path: Path, load_file: Callable[[str], dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
     try:
         return load_file(str(path))
     except Exception:  # bfloat16 has no numpy dtype: read through torch instead
@@ -224,7 +227,7 @@ def _load_float(path: Path, load_file: Any) -> dict[str, np.ndarray]:
         return {k: v.float().numpy() for k, v in load_torch(str(path)).items()}
 
 
-def _write(out_path: Path, arch: str, alpha: float, tensors: dict[str, Any]) -> None:
+def _write(out_path: Path, arch: str, alpha: float, tensors: dict[str, np.ndarray]) -> None:
     from gguf import GGUFWriter
 
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from adaptune.config import load_settings
 from adaptune.errors import RegistryError
@@ -34,6 +34,11 @@ from adaptune.train.model import (
     prepare_tokenizer,
     resolve,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    from llama_cpp import Llama
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,7 @@ class LlamaCppGenerator:
         self,
         gguf_path: Path | str | None = None,
         home: Path | None = None,
-        tokenizer: Any = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
         model_path: str | None = None,
         keep: int = 8,
         max_len: int = 1024,
@@ -73,8 +78,10 @@ class LlamaCppGenerator:
         self._gguf = Path(gguf_path) if gguf_path else None
         self._home = home
         self._tokenizer, self._model_path = tokenizer, model_path
-        self._llm: Any = None
-        self._adapters: OrderedDict[str, Any] = OrderedDict()
+        self._llm: Llama | None = None
+        # llama.cpp adapter handles, as llama_adapter_lora_init returns them: POINTER(c_void_p)
+        # (llama_cpp's own annotation says c_void_p)
+        self._adapters: OrderedDict[str, ctypes._Pointer[ctypes.c_void_p]] = OrderedDict()
         self._active: str | None = None
         self._lock = threading.Lock()
         self.keep, self.max_len, self.logits_all = keep, max_len, logits_all
@@ -118,7 +125,9 @@ class LlamaCppGenerator:
             text = tok.decode(new, skip_special_tokens=True).strip()
             return Answer(text, len(new), time.perf_counter() - started)
 
-    def logits(self, ids: list[int], version: str | None = None, path: Path | None = None) -> Any:
+    def logits(
+        self, ids: list[int], version: str | None = None, path: Path | None = None
+    ) -> np.ndarray:
         """Logits (positions × vocab, float32) of the token ids, with an adapter or the base.
 
         Needs ``logits_all=True``; used to compare engines, not by the service.
@@ -165,7 +174,7 @@ class LlamaCppGenerator:
         self._gguf = gguf
         log.info("loaded %s with llama.cpp in %.1f s", gguf.name, time.perf_counter() - started)
 
-    def _load_tokenizer(self, gguf: Path) -> Any:
+    def _load_tokenizer(self, gguf: Path) -> PreTrainedTokenizerBase:
         """The Hugging Face tokenizer the adapters were trained with."""
         from transformers import AutoTokenizer
 
@@ -197,7 +206,7 @@ class LlamaCppGenerator:
         self._active = version
         log.debug("llama.cpp adapter now %s", version)
 
-    def _adapter(self, version: str, path: Path | None) -> Any:
+    def _adapter(self, version: str, path: Path | None) -> ctypes._Pointer[ctypes.c_void_p]:
         """The loaded llama.cpp adapter of ``version``, converted and loaded on first use."""
         import llama_cpp
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -35,11 +35,15 @@ from adaptune.train.loss import causal_lm
 from adaptune.train.model import load_base
 from adaptune.types import Example
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 log = logging.getLogger(__name__)
 
 
 @contextmanager
-def evaluating(model: Any) -> Iterator[Any]:
+def evaluating(model: torch.nn.Module) -> Iterator[PreTrainedModel]:
     """The causal LM inside ``model`` (LoRA layers active), in eval and inference mode."""
     lm = causal_lm(model)
     was_training = lm.training
@@ -52,8 +56,8 @@ def evaluating(model: Any) -> Iterator[Any]:
 
 
 def generate_batch(
-    model: Any,
-    tokenizer: Any,
+    model: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
     requests: Sequence[Request],
     batch_size: int = 8,
     max_len: int = 1024,
@@ -96,8 +100,8 @@ def generate_batch(
 
 
 def generate_answers(
-    model: Any,
-    tokenizer: Any,
+    model: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[Example],
     max_new_tokens: int = 96,
     context: bool = True,
@@ -135,8 +139,8 @@ class LocalGenerator:
 
     def __init__(
         self,
-        model: Any = None,
-        tokenizer: Any = None,
+        model: PreTrainedModel | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
         model_path: str | None = None,
         home: Path | None = None,
         keep: int = 4,
@@ -144,7 +148,7 @@ class LocalGenerator:
     ) -> None:
         self._base, self._tokenizer = model, tokenizer
         self._model_path, self._home = model_path, home
-        self._peft: Any = None
+        self._peft: PeftModel | None = None
         self._loaded: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self.keep, self.max_len = keep, max_len
@@ -174,7 +178,7 @@ class LocalGenerator:
             self._load_base()
             self._activate(version, path)
 
-    def _activate(self, version: str | None, path: Path | None) -> Any:
+    def _activate(self, version: str | None, path: Path | None) -> PeftModel | None:
         """The model to generate with: the base, or the PEFT model with ``version`` active."""
         if version is None:
             return None
@@ -224,7 +228,13 @@ class LocalGenerator:
             text = tok.decode(new, skip_special_tokens=True).strip()
             return Answer(text, int(new.numel()), time.perf_counter() - started)
 
-    def _run(self, model: Any, inputs: Any, max_new_tokens: int, stops: list[int]) -> Any:
+    def _run(
+        self,
+        model: PreTrainedModel | PeftModel,
+        inputs: torch.Tensor,
+        max_new_tokens: int,
+        stops: list[int],
+    ) -> torch.Tensor:
         was_training = model.training
         model.eval()
         try:

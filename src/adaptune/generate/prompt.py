@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from adaptune.generate.base import Request
 from adaptune.train.format import IGNORE, Encoded, build_messages, encode
 from adaptune.types import Example
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 NO_LIMIT = 1 << 30
 """A ``max_len`` that never cuts (candidate answers are cut by token count instead)."""
@@ -64,7 +67,9 @@ def split_prompt(encoded: Encoded) -> tuple[list[int], Target]:
     return list(encoded.input_ids[:at]), Target(encoded.input_ids[at:], encoded.labels[at:])
 
 
-def answer_target(tokenizer: Any, answer: str, max_tokens: int | None = None) -> Target:
+def answer_target(
+    tokenizer: PreTrainedTokenizerBase, answer: str, max_tokens: int | None = None
+) -> Target:
     """The answer's tokens as the chat template renders them, cut to the first ``max_tokens``.
 
     The assistant turn renders the same after any user turn, so one target serves every
@@ -79,7 +84,7 @@ def answer_target(tokenizer: Any, answer: str, max_tokens: int | None = None) ->
 
 
 def prompt_ids(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     question: str,
     context: Sequence[tuple[str, str]] = (),
     signature: str | None = None,
@@ -94,7 +99,7 @@ def prompt_ids(
     return split_prompt(encoded)[0]
 
 
-def request_ids(tokenizer: Any, request: Request, max_len: int) -> list[int]:
+def request_ids(tokenizer: PreTrainedTokenizerBase, request: Request, max_len: int) -> list[int]:
     """The prompt of ``request``, leaving room for its ``max_new_tokens`` within ``max_len``."""
     budget = max_len - request.max_new_tokens
     return prompt_ids(tokenizer, request.question, request.context, request.signature, budget)
@@ -108,7 +113,7 @@ def request_messages(request: Request) -> list[dict]:
     return build_messages(request.question, request.context)
 
 
-def stop_ids(tokenizer: Any) -> list[int]:
+def stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The token that ends an assistant turn in the chat template, and the eos token."""
     target = answer_target(tokenizer, "x")
     turn_end = [i for i, label in zip(target.ids, target.labels, strict=True) if label != IGNORE][

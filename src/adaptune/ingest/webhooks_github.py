@@ -14,9 +14,9 @@ covered by the signature, so anyone replaying a signed body could change it at w
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from adaptune.ingest.normalize import RowError, github_comment, github_issue
 from adaptune.ingest.webhooks import (
@@ -36,6 +36,8 @@ from adaptune.ingest.webhooks import (
 )
 from adaptune.store import Store
 from adaptune.types import Comment, Issue
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ def _pull_request(payload: dict[str, Any], repo: str) -> Issue:
     return replace(_convert(github_issue, "pull_request", shaped, repo), raw=pr)
 
 
-def _convert(convert: Any, path: str, obj: dict[str, Any], *args: Any) -> Any:
+def _convert(convert: Callable[..., T], path: str, obj: dict[str, Any], *args: Any) -> T:
     """``convert(obj, *args)`` with a normaliser's complaint turned into a 422 naming ``path``."""
     try:
         return convert(obj, *args)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, or_, select, update
 
 from adaptune.store import Store, schema
 
@@ -98,7 +98,7 @@ class Job:
         )
 
 
-def _job(row: Any) -> Job:
+def _job(row: Row) -> Job:
     return Job(
         id=row.id,
         domain=row.domain,
@@ -197,12 +197,12 @@ def list_jobs(
         return [_job(r) for r in conn.execute(query)]
 
 
-def _claimable(now: datetime) -> Any:
+def _claimable(now: datetime) -> ColumnElement[bool]:
     t = schema.jobs
     return or_(t.c.state == QUEUED, and_(t.c.state == RUNNING, t.c.lease_expires_at < now))
 
 
-def _seen(row: Any) -> Any:
+def _seen(row: Row) -> ColumnElement[bool]:
     """The row's state as the claimer saw it: the update succeeds only if nobody changed it."""
     t = schema.jobs
     owner = (
@@ -211,7 +211,7 @@ def _seen(row: Any) -> Any:
     return and_(t.c.id == row.id, t.c.state == row.state, t.c.attempts == row.attempts, owner)
 
 
-def _take(conn: Connection, row: Any, owner: str, lease_s: float, now: datetime) -> Job | None:
+def _take(conn: Connection, row: Row, owner: str, lease_s: float, now: datetime) -> Job | None:
     """Claim ``row`` (or fail it when its attempts are used up); the claimed job or ``None``."""
     t = schema.jobs
     if row.state == RUNNING and row.attempts >= row.max_attempts:

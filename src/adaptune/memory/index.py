@@ -23,7 +23,7 @@ class Hit:
 
     key: str
     score: float
-    payload: Any
+    payload: Any  # whatever the caller stored with the item (text, a tuple of fields …)
 
 
 class SimilarIndex:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 
 from adaptune.errors import ConfigError
 from adaptune.notify.text import FORMATS, render
@@ -78,7 +78,7 @@ def notify(
     return len(rows)
 
 
-def _reserve(store: Store, now: datetime, limit: int) -> list[Any]:
+def _reserve(store: Store, now: datetime, limit: int) -> list[Row]:
     """Due rows, each pushed back by ``SENDING_HOLD_S`` so that no other deliverer takes it."""
     t = schema.notifications
     query = (
@@ -102,7 +102,7 @@ def _reserve(store: Store, now: datetime, limit: int) -> list[Any]:
     return taken
 
 
-def _post(client: httpx.Client, row: Any, secret: str | None) -> str | None:
+def _post(client: httpx.Client, row: Row, secret: str | None) -> str | None:
     """Send one row; ``None`` on a 2xx answer, else what went wrong (no URL, no secret)."""
     body = row.body.encode()
     headers = {
@@ -121,7 +121,7 @@ def _post(client: httpx.Client, row: Any, secret: str | None) -> str | None:
     return f"HTTP {response.status_code}"
 
 
-def _record(store: Store, row: Any, error: str | None, now: datetime, max_attempts: int) -> str:
+def _record(store: Store, row: Row, error: str | None, now: datetime, max_attempts: int) -> str:
     t = schema.notifications
     attempts = row.attempts + 1
     if error is None:

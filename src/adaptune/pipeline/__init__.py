@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from adaptune.memory.context import load_qa
 from adaptune.pipeline.dataset_build import build_dataset
@@ -30,6 +30,12 @@ from adaptune.registry import list_versions, register, resolve
 from adaptune.registry.records import AdapterVersion
 from adaptune.store import Store
 from adaptune.types import Example
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from adaptune.config import TrainConfig
+    from adaptune.train.loop import ProgressFn
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +94,13 @@ def plan(
 def run_iteration(
     store: Store,
     the_plan: Plan,
-    config: Any,
+    config: TrainConfig,
     resume: bool = False,
-    progress: Any = None,
-    model: Any = None,
-    tokenizer: Any = None,
+    progress: ProgressFn | None = None,
+    model: PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     label: str | None = None,
-) -> Any:
+) -> AdapterVersion | None:
     """Train the plan with ``config`` (a TrainConfig) and register the adapter; returns it.
 
     ``label`` is the strategy name recorded in the registry when it differs from the trainer's

@@ -18,7 +18,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,10 +28,14 @@ from adaptune.errors import ConfigError
 from adaptune.evaluate.chains import measure_chains
 from adaptune.pipeline import Plan, plan, run_iteration
 from adaptune.registry import list_versions
+from adaptune.registry.records import AdapterVersion
 from adaptune.store import Store
 from adaptune.train.loop import device
 from adaptune.train.model import load_base
 from adaptune.train.precision import resolve
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 _REPLAY = TrainConfig().replay_share
 SPECS = {
@@ -101,7 +106,9 @@ def _train_config(cfg: CompareConfig, strategy: str, window: str, replay: float)
     return TrainConfig(**train_settings(cfg), strategy=strategy, window=window, replay_share=replay)
 
 
-def _reusable(store: Store, p: Plan, label: str, config: Any, parent: str | None) -> Any:
+def _reusable(
+    store: Store, p: Plan, label: str, config: TrainConfig, parent: str | None
+) -> AdapterVersion | None:
     """An adapter already trained with the same data, config and parent, if any."""
     want = {**config.to_dict(), "context": p.context}
     precision = resolve(config.precision, device())  # adapters record what "auto" became
@@ -119,12 +126,12 @@ def train_chain(
     cfg: CompareConfig,
     label: str,
     windows: Sequence[str],
-    models: tuple[Any, Any],
+    models: tuple[PreTrainedModel, PreTrainedTokenizerBase],
     say: Callable[[str], None],
-) -> list[Any]:
+) -> list[AdapterVersion]:
     """The adapters of one strategy over ``windows``, trained or reused."""
     strategy, replay = SPECS[label]
-    chain: list[Any] = []
+    chain: list[AdapterVersion] = []
     for window in windows:
         parent = chain[-1] if chain and strategy == "adaptive" else None
         p = plan(store, domain, strategy, window, cfg.context)
@@ -145,9 +152,9 @@ def style_control(
     domain: str | None,
     cfg: CompareConfig,
     window: str,
-    models: tuple[Any, Any],
+    models: tuple[PreTrainedModel, PreTrainedTokenizerBase],
     say: Callable[[str], None],
-) -> Any:
+) -> AdapterVersion | None:
     """An adapter trained on ``window``'s answers paired with the wrong questions."""
     p = plan(store, domain, "from-base", window, cfg.context)
     train = [e for e in p.examples if e.window == window and e.split == "train"]
@@ -171,9 +178,9 @@ def compare(
     domain: str | None,
     cfg: CompareConfig,
     progress: Callable[[str], None] | None = None,
-    model: Any = None,
-    tokenizer: Any = None,
-) -> tuple[dict[str, Any], Any]:
+    model: PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> tuple[dict[str, Any], Path]:
     """Train and measure every strategy; returns the metrics and the report's folder."""
     from adaptune.evaluate.report import render_report
 

@@ -105,7 +105,7 @@ def _domain(store: Store, repos: Sequence[tuple[str, str]], what: str) -> str:
     return str(names.pop())
 
 
-def demo_config(quick: bool) -> Any:
+def demo_config(quick: bool) -> CompareConfig:
     """How big the demo is: sized for a 2-core CPU (see the README for measured times)."""
     if quick:
         return CompareConfig(

@@ -23,7 +23,8 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,9 +36,17 @@ from adaptune.pipeline import Plan, plan
 from adaptune.pipeline.dataset_build import build_dataset
 from adaptune.registry import list_versions, promote, register, set_metrics
 from adaptune.registry.gate import gate
+from adaptune.registry.records import AdapterVersion
 from adaptune.store import Store
 from adaptune.store.domains import resolve_domain
 from adaptune.track import Tracker, check_kind, log_version, step_logger, tracking
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from adaptune.evaluate.measure import Evaluator
+    from adaptune.train.loop import Progress
+    from adaptune.train.model import BaseInfo
 
 log = logging.getLogger(__name__)
 
@@ -159,18 +168,18 @@ def _newest_trainable(store: Store, domain: str, build_id: str) -> str | None:
     return next((w for w in reversed(order) if w in trainable), None)
 
 
-def _job_version(versions: Sequence[Any], job_id: str | None) -> Any:
+def _job_version(versions: Sequence[AdapterVersion], job_id: str | None) -> AdapterVersion | None:
     """The adapter an earlier run of the same job registered, if any."""
     if job_id is None:
         return None
     return next((v for v in versions if v.config.get("job_id") == job_id), None)
 
 
-def _aliased(versions: Sequence[Any], alias: str) -> Any:
+def _aliased(versions: Sequence[AdapterVersion], alias: str) -> AdapterVersion | None:
     return next((v for v in versions if alias in v.aliases), None)
 
 
-def _base_hash(parent: Any, info: Any, lm: Any) -> str:
+def _base_hash(parent: AdapterVersion | None, info: BaseInfo, lm: PreTrainedModel) -> str:
     """The base model's hash in the convention the parent's lineage recorded.
 
     ``adaptune train`` records the weight files' hash; older ``compare`` runs recorded the
@@ -191,7 +200,7 @@ def _base_hash(parent: Any, info: Any, lm: Any) -> str:
 
 def _train(
     store: Store, the_plan: Plan, p: LoopParams, base: tuple, say: Callable, run: Tracker
-) -> Any:
+) -> AdapterVersion:
     """Train the plan's window and register the adapter with the job's id."""
     from adaptune.train import CheckpointError, train
 
@@ -203,7 +212,7 @@ def _train(
         run_dir = run_dir.parent / ("job-" + re.sub(r"[^\w.-]", "_", p.job_id))
     say(f"training {the_plan.window} from {parent.version if parent else 'the base model'}")
 
-    def say_step(pr: Any) -> None:
+    def say_step(pr: Progress) -> None:
         say(f"step {pr.step}/{pr.total_steps} loss {pr.loss:.3f}")
 
     run.log_params({**config.to_dict(), "context": the_plan.context, "job_id": p.job_id})
@@ -239,10 +248,10 @@ def _train(
 
 def _decide(
     the_plan: Plan,
-    version: Any,
-    production: Any,
+    version: AdapterVersion,
+    production: AdapterVersion | None,
     p: LoopParams,
-    models: tuple[Any, Any],
+    models: tuple[PreTrainedModel, PreTrainedTokenizerBase],
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """Measure the candidate and its reference on the held-out windows; the gate decides."""
@@ -277,7 +286,9 @@ def _decide(
     }
 
 
-def _measure(ev: Any, adapter: Any, held: Mapping[str, list], ctx: bool) -> dict[str, float]:
+def _measure(
+    ev: Evaluator, adapter: Path | None, held: Mapping[str, list], ctx: bool
+) -> dict[str, float]:
     """Mean answer NLL per window."""
     return {w: float(np.mean(ev.nll(adapter, rows, ctx))) for w, rows in held.items()}
 
@@ -287,7 +298,7 @@ def _plain(metrics: Mapping[str, float]) -> dict[str, float | None]:
     return {w: round(v, 6) if math.isfinite(v) else None for w, v in metrics.items()}
 
 
-def _record(store: Store, version: Any, record: dict[str, Any]) -> Any:
+def _record(store: Store, version: AdapterVersion, record: dict[str, Any]) -> AdapterVersion:
     """Store the decision on the version, then point the alias it earned at it."""
     set_metrics(store, version.version, {"answer_nll": record["candidate"], "gate": record})
     return promote(store, version.version, _alias(record))
@@ -300,7 +311,7 @@ def _alias(record: Mapping[str, Any]) -> str:
     )
 
 
-def _reapply(store: Store, version: Any) -> None:
+def _reapply(store: Store, version: AdapterVersion) -> None:
     """Finish a decided job whose alias was not set yet (the worker died in between).
 
     Only while the version is still the domain's newest: otherwise the loop has moved on and
@@ -312,7 +323,7 @@ def _reapply(store: Store, version: Any) -> None:
         promote(store, version.version, alias)
 
 
-def _summary(version: Any, record: Mapping[str, Any]) -> dict[str, Any]:
+def _summary(version: AdapterVersion, record: Mapping[str, Any]) -> dict[str, Any]:
     """The job's result, as the worker stores it and the API returns it."""
     alias = _alias(record)
     return {

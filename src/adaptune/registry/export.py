@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from adaptune.errors import RegistryError
 from adaptune.registry.files import (
@@ -31,10 +31,13 @@ from adaptune.registry.records import AdapterVersion
 from adaptune.registry.versions import get
 from adaptune.store import Store
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 log = logging.getLogger(__name__)
 
 ExportFormat = Literal["peft", "vllm", "gguf"]
-BaseLoader = Callable[[str], tuple[Any, Any]]
+BaseLoader = Callable[[str], tuple["PreTrainedModel", "PreTrainedTokenizerBase | None"]]
 """``load_base(base_model) -> (model, tokenizer)``; the tokenizer may be ``None``."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -204,7 +207,7 @@ def _write_merged(rec: AdapterVersion, tmp: Path, load_base: BaseLoader) -> None
     write_json_atomic(tmp / MANIFEST, _export_manifest(rec, "merged"))
 
 
-def default_loader(base_model: str) -> tuple[Any, Any]:
+def default_loader(base_model: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
     """Load ``base_model`` (a local path or a cached hub id) with transformers."""
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -11,16 +11,17 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Send
 
 from adaptune import __version__
 from adaptune.errors import AdaptuneError, ConfigError, DomainError, StoreError
@@ -34,16 +35,19 @@ from adaptune.serve.state import ServiceState
 from adaptune.serve.tickets import TicketNotFound
 from adaptune.store import Store
 
+if TYPE_CHECKING:
+    from adaptune.memory.embed import Embedder
+
 log = logging.getLogger(__name__)
 
 
 class BodyLimit:
     """Pure ASGI middleware: a request body over ``limit`` bytes gets 413 before any handler."""
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -65,7 +69,7 @@ class BodyLimit:
             more = message.get("more_body", False)
         body, sent = b"".join(chunks), False
 
-        async def replay() -> dict:
+        async def replay() -> Message:
             nonlocal sent
             if not sent:
                 sent = True
@@ -89,15 +93,15 @@ class SecurityHeaders:
     """Pure ASGI middleware: every response gets ``nosniff``, no framing, no referrer, and a
     Content-Security-Policy (the strict default unless the page set its own)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        async def with_headers(message: dict) -> None:
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or [])
                 names = {k.lower() for k, _ in headers}
@@ -110,7 +114,7 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-async def _too_large(send: Any, limit: int) -> None:
+async def _too_large(send: Send, limit: int) -> None:
     body = json.dumps({"detail": f"The request body is over the limit of {limit} bytes."})
     await send(
         {
@@ -186,7 +190,9 @@ def _install_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Any:
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
@@ -234,8 +240,8 @@ def _leaf_routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
 def create_app(
     store: Store,
     settings: ServeSettings | None = None,
-    generator: Any = None,
-    embedder: Any = None,
+    generator: Generator | None = None,
+    embedder: Embedder | None = None,
 ) -> FastAPI:
     """The service for ``store``; ``generator=None`` follows ``settings.generator``."""
     import adaptune.serve.dashboard as dashboard

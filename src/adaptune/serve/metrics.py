@@ -7,12 +7,12 @@ training runs and the production adapter of each domain are read from the databa
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from adaptune.store import schema
+from adaptune.store import Store, schema
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -22,9 +22,9 @@ class _StoreCollector:
     """Gauges read from the store at each scrape."""
 
     def __init__(self) -> None:
-        self.store: Any = None
+        self.store: Store | None = None
 
-    def collect(self) -> Any:
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         if self.store is None:
             return
         from sqlalchemy import func, select
@@ -109,7 +109,7 @@ class Metrics:
         self._store = _StoreCollector()
         self.registry.register(self._store)
 
-    def bind(self, store: Any) -> None:
+    def bind(self, store: Store) -> None:
         """Read the store-backed gauges from ``store``."""
         self._store.store = store
 

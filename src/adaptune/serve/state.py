@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adaptune.generate import Generator
 from adaptune.serve.auth import RateLimiter
@@ -24,6 +24,11 @@ from adaptune.serve.settings import ServeSettings
 from adaptune.store import Store, schema
 from adaptune.store.domains import list_domains
 from adaptune.store.rows import row_to_issue
+
+if TYPE_CHECKING:
+    from adaptune.memory.embed import Embedder
+    from adaptune.memory.issues import IssueIndex
+    from adaptune.triage.classifier import TriageModel
 
 log = logging.getLogger(__name__)
 RELOAD_S = 30.0
@@ -38,14 +43,14 @@ class ServiceState:
         store: Store,
         settings: ServeSettings,
         generator: Generator | None = None,
-        embedder: Any = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.generator = generator
         self._embedder = embedder
-        self.indexes: dict[str, Any] = {}
-        self._triage: dict[str, tuple[str | None, Any, float]] = {}
+        self.indexes: dict[str, IssueIndex] = {}
+        self._triage: dict[str, tuple[str | None, TriageModel | None, float]] = {}
         self._lock = threading.RLock()
         self._domain_locks: dict[str, threading.Lock] = {}
         self._index_checked: dict[str, float] = {}
@@ -67,7 +72,7 @@ class ServiceState:
             return [d.name for d in list_domains(conn)]
 
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> Embedder:
         """The sentence embedder, loaded on first use."""
         with self._lock:
             if self._embedder is None:
@@ -80,7 +85,7 @@ class ServiceState:
         with self._lock:
             return self._domain_locks.setdefault(domain, threading.Lock())
 
-    def index(self, domain: str) -> Any:
+    def index(self, domain: str) -> IssueIndex:
         """The domain's similar-issue index (loaded or built on first use)."""
         found = self.indexes.get(domain)
         if found is not None:
@@ -112,7 +117,7 @@ class ServiceState:
             self.indexes[domain] = built
             return self._pending.pop(domain, [])
 
-    def _follow_builds(self, domain: str, index: Any) -> None:
+    def _follow_builds(self, domain: str, index: IssueIndex) -> None:
         """Every ``RELOAD_S``: when a newer dataset build exists (the worker or ``adaptune build``
         made it), take in its fixes and the issues stored meanwhile, so ``similar[].solution``
         is current without a restart."""
@@ -125,7 +130,7 @@ class ServiceState:
         with self._domain_lock(domain):
             index.refresh(self.store)
 
-    def triage(self, domain: str) -> Any:
+    def triage(self, domain: str) -> TriageModel | None:
         """The domain's triage classifier, or ``None`` when it has too few labels to learn."""
         now = time.monotonic()
         cached = self._triage.get(domain)

@@ -33,15 +33,15 @@ class UpsertCounts:
     unchanged: int = 0
 
 
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
 
 
-def _newest(items: Iterable[Any], key: Any) -> dict[Any, Any]:
+def _newest(items: Iterable[T], key: Callable[[T], tuple[Any, ...]]) -> dict[tuple[Any, ...], T]:
     """Collapse repeats inside one batch, keeping the newest version of each."""
-    out: dict[Any, Any] = {}
+    out: dict[tuple[Any, ...], T] = {}
     for item in items:
         k = key(item)
         if k not in out or item.updated_at > out[k].updated_at:
@@ -122,7 +122,7 @@ def _upsert(
     return counts
 
 
-def replace_older(conn: Connection, table: Any, changed: list[dict[str, Any]]) -> None:
+def replace_older(conn: Connection, table: Table, changed: list[dict[str, Any]]) -> None:
     """Update rows (``b_id``) only where the stored version is older than the new one.
 
     The caller compared ``updated_at`` when it read the rows, but on PostgreSQL another

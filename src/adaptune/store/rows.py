@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Row
+
 from adaptune.types import Comment, Issue
 
 
@@ -42,7 +44,7 @@ def issue_to_row(issue: Issue, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def row_to_issue(row: Any, with_raw: bool = False) -> Issue:
+def row_to_issue(row: Row, with_raw: bool = False) -> Issue:
     """An :class:`Issue` from a result row (``raw`` parsed only when asked for)."""
     m = row._mapping
     return Issue(
@@ -86,7 +88,7 @@ def comment_to_row(c: Comment) -> dict[str, Any]:
     }
 
 
-def row_to_comment(row: Any) -> Comment:
+def row_to_comment(row: Row) -> Comment:
     """A :class:`Comment` from a result row."""
     m = row._mapping
     return Comment(

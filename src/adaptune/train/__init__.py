@@ -19,7 +19,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -39,6 +39,10 @@ from adaptune.train.packing import collate, isolates, pack
 from adaptune.train.strategies import Selection, select
 from adaptune.types import Example
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 __all__ = [
     "BaseInfo",
     "CheckpointError",
@@ -57,8 +61,8 @@ def train(
     config: TrainConfig,
     out_dir: Path,
     parent_adapter: Path | None = None,
-    model: Any = None,
-    tokenizer: Any = None,
+    model: PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     progress: ProgressFn | None = None,
     resume: bool = False,
 ) -> TrainResult:
@@ -105,7 +109,11 @@ def train(
     return TrainResult(adapter_dir, info["cost"], state.losses[-1], state.losses, digest, info)
 
 
-def _base(config: TrainConfig, model: Any, tokenizer: Any) -> tuple[Any, Any, BaseInfo]:
+def _base(
+    config: TrainConfig,
+    model: PreTrainedModel | None,
+    tokenizer: PreTrainedTokenizerBase | None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, BaseInfo]:
     if model is None:
         return load_base(config.model, load_settings().home)
     if tokenizer is None:
@@ -113,7 +121,7 @@ def _base(config: TrainConfig, model: Any, tokenizer: Any) -> tuple[Any, Any, Ba
     return model, tokenizer, describe(model, config.model)
 
 
-def _attach(model: Any, config: TrainConfig) -> Any:
+def _attach(model: PreTrainedModel, config: TrainConfig) -> PeftModel:
     return lora.attach(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.target)
 
 
@@ -129,7 +137,7 @@ them): it compares two computations of the same loss, which any ids serve, so a 
 costs a fraction of a whole example (``bench/results/hand_measurements.md``)."""
 
 
-def _checks(model: Any, example: Encoded) -> tuple[bool, bool]:
+def _checks(model: torch.nn.Module, example: Encoded) -> tuple[bool, bool]:
     """Whether this model allows the head-only loss and packing (see loss.py, packing.py)."""
     example = Encoded(example.input_ids[-CHECK_TOKENS:], example.labels[-CHECK_TOKENS:])
     batch = collate(pack([example], len(example)), pad_id=0)

@@ -36,7 +36,9 @@ class CheckpointError(AdaptuneError):
     """A checkpoint is corrupt, incomplete or belongs to another run."""
 
 
-def save(root: Path, step: int, model: Any, state: dict[str, Any], run_hash: str) -> Path:
+def save(
+    root: Path, step: int, model: torch.nn.Module, state: dict[str, Any], run_hash: str
+) -> Path:
     """Write checkpoint ``step`` under ``root``; ``state`` holds optimizer, scheduler, counters."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
@@ -66,7 +68,7 @@ def latest(root: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def load(path: Path, model: Any, run_hash: str) -> dict[str, Any]:
+def load(path: Path, model: torch.nn.Module, run_hash: str) -> dict[str, Any]:
     """Verify ``path``, copy its weights into ``model`` and return its state (RNG restored)."""
     manifest = _manifest(path)
     if manifest.get("run_hash") != run_hash:
@@ -118,7 +120,7 @@ def _checkpoints(root: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def _trainable(model: Any) -> list[tuple[str, torch.nn.Parameter]]:
+def _trainable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 

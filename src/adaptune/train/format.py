@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from adaptune.errors import ConfigError
 from adaptune.types import Example
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE = -100
 """Label of tokens that carry no loss."""
@@ -56,7 +59,7 @@ def build_messages(question: str, context: Context = (), answer: str | None = No
     return messages
 
 
-def encode_example(tokenizer: Any, example: Example, max_len: int) -> Encoded:
+def encode_example(tokenizer: PreTrainedTokenizerBase, example: Example, max_len: int) -> Encoded:
     """Encode a qa example; ``meta["context"]`` may hold retrieved ``[title, fix]`` pairs."""
     context = [(str(t), str(f)) for t, f in example.meta.get("context") or []]
     signature = example.signature or example.meta.get("signature")
@@ -64,7 +67,7 @@ def encode_example(tokenizer: Any, example: Example, max_len: int) -> Encoded:
 
 
 def encode(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     question: str,
     answer: str,
     context: Context = (),
@@ -90,7 +93,7 @@ def encode(
 
 
 def render(
-    tokenizer: Any, question: str, context: Context, answer: str
+    tokenizer: PreTrainedTokenizerBase, question: str, context: Context, answer: str
 ) -> tuple[list[int], list[tuple[int, bool]]]:
     """Prompt ids, and the answer part as ``(id, carries_loss)`` pairs."""
     messages = build_messages(question, context)
@@ -118,7 +121,7 @@ def render(
     return _ids(tokenizer, prompt_text), target
 
 
-def _ids(tokenizer: Any, text: str) -> list[int]:
+def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
 
@@ -132,7 +135,7 @@ def _encoded(prompt: list[int], target: list[tuple[int, bool]], truncated: bool)
 class _Budget:
     """Token budgets of the three cuttable parts, shrunk in the documented order."""
 
-    tokenizer: Any
+    tokenizer: PreTrainedTokenizerBase
     context: list[tuple[str, str]]
     title: str
     extra: str
@@ -144,7 +147,15 @@ class _Budget:
     ans: int = 0
 
     @classmethod
-    def plan(cls, tok: Any, question: str, context: Context, answer: str, sig: str | None, n: int):
+    def plan(
+        cls,
+        tok: PreTrainedTokenizerBase,
+        question: str,
+        context: Context,
+        answer: str,
+        sig: str | None,
+        n: int,
+    ):
         """Budgets that cut the first render's overflow."""
         title, _, body = question.partition("\n")
         extra = f"\nError signature: {sig}" if sig and sig not in title else ""

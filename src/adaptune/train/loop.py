@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import distributed as dist
@@ -28,6 +28,10 @@ from adaptune.train.config import TrainConfig
 from adaptune.train.loss import AnswerLoss, causal_lm
 from adaptune.train.packing import Row, collate
 from adaptune.train.precision import autocast
+
+if TYPE_CHECKING:
+    from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +95,7 @@ def step_rows(step: int, n_rows: int, per_step: int, seed: int) -> list[int]:
 
 
 def run(
-    model: Any,
+    model: torch.nn.Module,
     rows: Sequence[Row],
     config: TrainConfig,
     root: Path,
@@ -147,7 +151,7 @@ class _Clock:
 
 
 def _step(
-    net: Any,
+    net: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     params: list[torch.nn.Parameter],
     rows: Sequence[Row],
@@ -201,7 +205,13 @@ def forward_groups(
 
 
 def _start(
-    root: Path, model: Any, optimizer: Any, scheduler: Any, run_hash: str, resume: bool, rank: int
+    root: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    run_hash: str,
+    resume: bool,
+    rank: int,
 ) -> LoopState:
     """Fresh counters, or the latest checkpoint's when resuming (a fresh run clears old ones)."""
     found = checkpoint.latest(root) if resume else None
@@ -218,9 +228,9 @@ def _start(
 
 def _save(
     root: Path,
-    model: Any,
-    optimizer: Any,
-    scheduler: Any,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
     state: LoopState,
     run_hash: str,
     elapsed: float,
@@ -242,14 +252,14 @@ def _save(
     _barrier()
 
 
-def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total: int) -> Any:
+def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, total: int) -> LambdaLR:
     from transformers import get_cosine_schedule_with_warmup
 
     warmup = round(config.warmup_ratio * total)
     return get_cosine_schedule_with_warmup(optimizer, warmup, total)
 
 
-def _wrap(module: torch.nn.Module, size: int, device: torch.device) -> Any:
+def _wrap(module: torch.nn.Module, size: int, device: torch.device) -> torch.nn.Module:
     if size == 1:
         return module
     from torch.nn.parallel import DistributedDataParallel
@@ -267,7 +277,7 @@ def device() -> torch.device:
     return torch.device("cuda", index)
 
 
-def _set_checkpointing(lm: Any, enabled: bool) -> None:
+def _set_checkpointing(lm: PreTrainedModel, enabled: bool) -> None:
     if hasattr(lm, "activation_checkpointing_enable"):  # the transformers 5 name
         if enabled:
             lm.activation_checkpointing_enable({"use_reentrant": False})

@@ -16,9 +16,14 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from adaptune.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +38,16 @@ MANIFEST = "adaptune-train.json"
 
 
 def attach(
-    model: Any, r: int = 16, alpha: int = 32, dropout: float = 0.05, target: str = "attention"
-) -> Any:
+    model: PreTrainedModel,
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    target: str = "attention",
+) -> PeftModel:
     """A new LoRA adapter on ``model`` (changed in place; only the LoRA weights train)."""
     from peft import LoraConfig, get_peft_model
 
-    modules: Any = "all-linear" if target == "all-linear" else list(ATTENTION)
+    modules: str | list[str] = "all-linear" if target == "all-linear" else list(ATTENTION)
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,
@@ -56,7 +65,7 @@ def attach(
         ) from None
 
 
-def load_parent(model: Any, path: Path) -> Any:
+def load_parent(model: PreTrainedModel, path: Path) -> PeftModel:
     """``model`` with the parent adapter at ``path`` loaded as trainable, to continue from it."""
     from peft import PeftModel
 
@@ -77,7 +86,7 @@ def parent_sha256(path: Path) -> str:
     return sha256(path / ADAPTER_FILES[0])
 
 
-def save(model: Any, folder: Path, manifest: dict | None = None) -> Path:
+def save(model: PeftModel, folder: Path, manifest: dict | None = None) -> Path:
     """Save the adapter in PEFT format into ``folder``, atomically (temp folder + rename).
 
     ``manifest`` is written beside it as ``adaptune-train.json``, with the sha256 of the
@@ -108,12 +117,12 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def trainable(model: Any) -> int:
+def trainable(model: torch.nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def detach(model: Any) -> Any:
+def detach(model: PeftModel) -> torch.nn.Module:
     """Remove the LoRA layers again, handing the caller's base model back as it came."""
     base = model.unload() if hasattr(model, "unload") else model
     base.eval()

@@ -16,7 +16,7 @@ weight): the backward pass only scales it, and no chunk's logits outlive the chu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -24,8 +24,11 @@ from torch.nn import functional as F
 
 from adaptune.train.format import IGNORE
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
-def causal_lm(model: Any) -> Any:
+
+def causal_lm(model: nn.Module) -> PreTrainedModel:
     """The transformers causal LM inside a PEFT or DDP wrapper (LoRA layers stay injected)."""
     inner = getattr(model, "module", model)  # DistributedDataParallel
     return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
@@ -39,7 +42,7 @@ class AnswerLoss(nn.Module):
     module so that DistributedDataParallel can wrap it and see the whole forward.
     """
 
-    def __init__(self, model: Any, head_only: bool = True) -> None:
+    def __init__(self, model: nn.Module, head_only: bool = True) -> None:
         super().__init__()
         self.model = model
         self.head_only = head_only
@@ -125,7 +128,7 @@ class _FusedHeadNLL(torch.autograd.Function):
 
 
 @torch.no_grad()
-def head_only_matches(model: Any, input_ids: torch.Tensor, labels: torch.Tensor) -> bool:
+def head_only_matches(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor) -> bool:
     """Whether the head-only loss equals the model's own loss on one example (fp32: 1e-4)."""
     lm = causal_lm(model)
     was_training = lm.training

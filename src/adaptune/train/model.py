@@ -17,11 +17,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from adaptune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,9 @@ class BaseInfo:
     """Parameter dtype the model was loaded in (``torch.float32`` …)."""
 
 
-def load_base(model: str | None, home: Path) -> tuple[Any, Any, BaseInfo]:
+def load_base(
+    model: str | None, home: Path
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, BaseInfo]:
     """Load a causal LM, its tokenizer (with a chat template and a pad token) and its BaseInfo.
 
     ``model`` is ``None`` for the default, a local folder, or a Hugging Face id that is already
@@ -142,11 +147,11 @@ def _write_default(folder: Path) -> None:
     (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
 
 
-def _load(path: Path) -> tuple[Any, Any]:
+def _load(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model and tokenizer from a local folder, made ready for chat-formatted training."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype: Any = "auto" if torch.cuda.is_available() else torch.float32
+    dtype: str | torch.dtype = "auto" if torch.cuda.is_available() else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         # use_kernels=False: with the `kernels` package installed, transformers 5 otherwise
@@ -164,7 +169,7 @@ def _load(path: Path) -> tuple[Any, Any]:
     return lm, tokenizer
 
 
-def prepare_tokenizer(tokenizer: Any) -> Any:
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     """Give the tokenizer a pad token and a chat template when it lacks them."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -176,7 +181,7 @@ def prepare_tokenizer(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def describe(model: Any, model_id: str | None = None) -> BaseInfo:
+def describe(model: PreTrainedModel, model_id: str | None = None) -> BaseInfo:
     """BaseInfo of a model passed in by the caller.
 
     A model from :func:`load_base` keeps the BaseInfo it was loaded with (the weight files'
@@ -189,7 +194,7 @@ def describe(model: Any, model_id: str | None = None) -> BaseInfo:
     return BaseInfo(str(name), "", params_sha256(model), str(model.dtype))
 
 
-def params_sha256(model: Any) -> str:
+def params_sha256(model: torch.nn.Module) -> str:
     """sha256 of a model's parameters and buffers, by name."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):

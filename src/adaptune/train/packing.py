@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -87,7 +86,7 @@ def collate(rows: Sequence[Row], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def isolates(lm: Any, device: torch.device | str = "cpu") -> bool:
+def isolates(lm: torch.nn.Module, device: torch.device | str = "cpu") -> bool:
     """Whether the causal LM ``lm`` computes an example the same packed as alone."""
     first = torch.arange(3, 10, device=device)
     second = torch.arange(11, 16, device=device)

@@ -8,12 +8,15 @@ and ``adaptune compare`` both measure the classifier beside it, on the same spli
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 BASELINE_NAME = "tf-idf + logistic regression (scikit-learn defaults)"
 
 
-def fit_baseline(texts: Sequence[str], labels: Sequence[str], seed: int = 0) -> Any:
+def fit_baseline(texts: Sequence[str], labels: Sequence[str], seed: int = 0) -> Pipeline:
     """The baseline fitted on ``texts`` → ``labels``: a scikit-learn pipeline whose
     ``predict(texts)`` returns labels. Needs scikit-learn and at least two distinct labels."""
     from sklearn.feature_extraction.text import TfidfVectorizer

@@ -12,9 +12,12 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 TOKEN = re.compile(r"(?u)\b\w\w+\b")
 MIN_DF = 2
@@ -71,7 +74,7 @@ class TfidfFeatures:
             out.append((idx, val / norm if norm else val))
         return out
 
-    def to_csr(self, rows: Sequence[Row]) -> Any:
+    def to_csr(self, rows: Sequence[Row]) -> csr_matrix:
         """``rows`` as a scipy CSR matrix (training only: scipy comes with scikit-learn)."""
         from scipy.sparse import csr_matrix
 

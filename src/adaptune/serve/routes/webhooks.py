@@ -10,12 +10,14 @@ makes ``/readyz`` answer 503.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from adaptune.ingest.webhooks import WebhookResult
 from adaptune.ingest.webhooks_github import handle_github
 from adaptune.ingest.webhooks_jira import handle_jira
 
@@ -80,7 +82,7 @@ async def _deliver(request: Request, source: str) -> JSONResponse:
     settings = state.settings
     if source == "github":
         secret = settings.github_webhook_secret
-        handler: Any = handle_github
+        handler: Callable[..., WebhookResult] = handle_github
     else:
         secret = settings.jira_webhook_secret
         handler = handle_jira

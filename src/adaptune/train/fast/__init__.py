@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+
+from torch import nn
 
 from adaptune.train.config import TrainConfig
 from adaptune.train.fast.attention import packed_attention
@@ -34,7 +35,7 @@ __all__ = ["accelerate"]
 
 
 @contextmanager
-def accelerate(model: Any, config: TrainConfig) -> Iterator[dict[str, int]]:
+def accelerate(model: nn.Module, config: TrainConfig) -> Iterator[dict[str, int]]:
     """Inside, ``model`` (a PEFT model) trains with every speed-up of this package when
     ``config.fast``, as it is otherwise; yields how many modules each one switched (empty when
     off). All is undone on exit, also when the run inside fails.

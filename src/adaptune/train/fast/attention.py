@@ -147,7 +147,7 @@ def _per_example(
     return torch.stack(rows) if len(rows) > 1 else rows[0][None]
 
 
-def _mask(**kwargs: Any) -> Any:
+def _mask(**kwargs: Any) -> torch.Tensor | None:
     """No mask where :func:`packed_attention_forward` needs none; ``sdpa``'s mask otherwise."""
     from transformers.masking_utils import sdpa_mask
 
@@ -167,7 +167,7 @@ def register() -> None:
 
 
 @contextmanager
-def packed_attention(lm: Any) -> Iterator[bool]:
+def packed_attention(lm: torch.nn.Module) -> Iterator[bool]:
     """Run ``lm`` (a transformers causal LM) with :data:`NAME` while inside; yields whether it
     switched (only models on ``sdpa`` are switched, and switched back on exit)."""
     config = getattr(lm, "config", None)
